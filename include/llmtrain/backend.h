@@ -1,0 +1,51 @@
+// The backend interface: one model's forward, backward and gradient bookkeeping on one device.
+// The training loop only talks to this interface, so it never branches on cpu vs cuda. Master
+// parameters and gradients are fp32 in the model's ParamLayout; on the CPU they are host memory,
+// on CUDA device memory (on_device() says which), with explicit host copies for checkpoints.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "llmtrain/model.h"
+
+namespace llmtrain {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual const Model& model() const = 0;
+  virtual bool on_device() const = 0;
+
+  // fp32 master parameters and gradients, model.layout() order (host or device pointers).
+  virtual float* params() = 0;
+  virtual float* grads() = 0;
+  virtual void upload_params(const float* host) = 0;
+  virtual void download_params(float* host) const = 0;
+  virtual void download_grads(float* host) const = 0;
+
+  // Forward on one micro-batch of B rows of T tokens (B <= max_B, T <= max_T of make_backend).
+  // With targets: returns the SUM of per-token losses over targets >= 0 and sets *valid to their
+  // count. With targets == nullptr: computes logits only and returns 0.
+  virtual double forward(const int32_t* inputs, const int32_t* targets, int B, int T, int64_t* valid) = 0;
+  virtual void zero_grad() = 0;
+  // Backward of the last forward with targets: every valid token's loss gets gradient `dloss`
+  // (1 / tokens in the global batch for a mean loss). Accumulates into grads().
+  virtual void backward(float dloss) = 0;
+
+  // Host copy of the first V logits at (b, t) of the last forward.
+  virtual void logits_at(int b, int t, float* out) = 0;
+  // Sum of squares of all gradients, accumulated deterministically in double.
+  virtual double grad_sq_norm() = 0;
+  virtual void scale_grads(float s) = 0;
+  // Host pointer to the input activations [rows, in] that multiplied parameter `param_index` in
+  // the last forward (Newton-Muon's second-moment statistics); nullptr for non-matrix params.
+  virtual const float* matrix_input(size_t param_index, int64_t* rows) = 0;
+};
+
+// "cpu" or "cuda" (InputError if this build has no CUDA backend).
+std::unique_ptr<Backend> make_backend(const std::string& name, const Model& model, int max_B, int max_T);
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, int max_B, int max_T);
+
+}  // namespace llmtrain

@@ -1,0 +1,31 @@
+// Metrics: one JSON object per line in <run_dir>/metrics.jsonl (machine-readable, what plots and
+// reports read) plus the human progress line on the console.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace llmtrain {
+
+class MetricsWriter {
+ public:
+  // Opens <run_dir>/metrics.jsonl for appending. With keep_through_step >= 0 (resume), lines of
+  // later steps (written after the checkpoint we resume from) are dropped first, so the file is
+  // exactly what an uninterrupted run would have written.
+  MetricsWriter(const std::string& run_dir, int64_t keep_through_step);
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
+  void write(const nlohmann::json& record);  // one line, flushed
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+};
+
+// "1:02:03" / "4:05" for ETA display.
+std::string format_duration(double seconds);
+
+}  // namespace llmtrain

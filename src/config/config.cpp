@@ -1,0 +1,289 @@
+// Loading and validating run configs: JSON file -> overrides -> model preset -> strict typed
+// sections -> RunConfig, plus the resolved JSON (every default filled in) that the trainer prints
+// at start and stores in each checkpoint.
+#include "llmtrain/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "config/json_section.h"
+#include "llmtrain/error.h"
+#include "llmtrain/optim.h"
+
+namespace llmtrain {
+
+using nlohmann::json;
+
+namespace {
+
+struct Preset {
+  const char* name;
+  const char* json;
+};
+
+// GPT-2 sizes follow the OpenAI releases (124M/355M/774M/1.5B) plus the smaller and in-between
+// sizes of the RMNP/MARS timing table; LLaMA sizes follow GaLore/RMNP (C4, seq 256, T5 vocab).
+const Preset kPresets[] = {
+    {"gpt2-tiny", R"({"arch":"gpt2","n_layer":4,"n_embd":128,"n_head":4,"max_seq_len":256})"},
+    {"gpt2-60m", R"({"arch":"gpt2","n_layer":8,"n_embd":512,"n_head":8,"max_seq_len":1024})"},
+    {"gpt2-124m", R"({"arch":"gpt2","n_layer":12,"n_embd":768,"n_head":12,"max_seq_len":1024})"},
+    {"gpt2-200m", R"({"arch":"gpt2","n_layer":16,"n_embd":896,"n_head":14,"max_seq_len":1024})"},
+    {"gpt2-355m", R"({"arch":"gpt2","n_layer":24,"n_embd":1024,"n_head":16,"max_seq_len":1024})"},
+    {"gpt2-500m", R"({"arch":"gpt2","n_layer":28,"n_embd":1152,"n_head":18,"max_seq_len":1024})"},
+    {"gpt2-774m", R"({"arch":"gpt2","n_layer":36,"n_embd":1280,"n_head":20,"max_seq_len":1024})"},
+    {"gpt2-1.3b", R"({"arch":"gpt2","n_layer":24,"n_embd":2048,"n_head":16,"max_seq_len":1024})"},
+    {"gpt2-1.5b", R"({"arch":"gpt2","n_layer":48,"n_embd":1600,"n_head":25,"max_seq_len":1024})"},
+    {"llama-tiny", R"({"arch":"llama","n_layer":4,"n_embd":128,"n_head":4,"n_kv_head":2,"max_seq_len":256,"intermediate_size":352})"},
+    {"llama-60m", R"({"arch":"llama","n_layer":8,"n_embd":512,"n_head":8,"max_seq_len":1024,"intermediate_size":1376,"vocab_size":32000})"},
+    {"llama-130m", R"({"arch":"llama","n_layer":12,"n_embd":768,"n_head":12,"max_seq_len":1024,"intermediate_size":2048,"vocab_size":32000})"},
+    {"llama-350m", R"({"arch":"llama","n_layer":24,"n_embd":1024,"n_head":16,"max_seq_len":1024,"intermediate_size":2736,"vocab_size":32000})"},
+    {"llama-1b", R"({"arch":"llama","n_layer":24,"n_embd":2048,"n_head":32,"max_seq_len":1024,"intermediate_size":5461,"vocab_size":32000})"},
+};
+
+ModelConfig parse_model(const json& jin, const std::string& file) {
+  json j = jin;
+  ModelConfig m;
+  if (j.contains("preset")) {
+    if (!j["preset"].is_string())
+      throw InputError(file + ": model.preset: expected a string, got " + json_brief(j["preset"]));
+    json base;
+    std::string name = j["preset"].get<std::string>();
+    if (!model_preset(name, base)) {
+      std::string list;
+      for (const auto& n : model_preset_names()) list += (list.empty() ? "" : ", ") + n;
+      throw InputError(file + ": model.preset: unknown preset \"" + name + "\" (known: " + list + ")");
+    }
+    for (auto it = j.begin(); it != j.end(); ++it) base[it.key()] = it.value();  // explicit wins
+    j = base;
+  }
+  JsonSection s(j, "model", file);
+  m.preset = s.get_str("preset", "");
+  m.arch = s.get_enum("arch", "gpt2", {"gpt2", "llama"});
+  const bool llama = m.arch == "llama";
+  m.n_layer = (int)s.get_int("n_layer", 12, 1, 1024);
+  m.n_embd = (int)s.get_int("n_embd", 768, 8, 1 << 16);
+  m.n_head = (int)s.get_int("n_head", 12, 1, 4096);
+  m.n_kv_head = (int)s.get_int("n_kv_head", 0, 0, 4096);
+  m.vocab_size = (int)s.get_int("vocab_size", llama ? 32000 : 50257, 2, 1 << 24);
+  m.padded_vocab_size = (int)s.get_int("padded_vocab_size", 0, 0, 1 << 24);
+  m.max_seq_len = (int)s.get_int("max_seq_len", 1024, 1, 1 << 20);
+  m.intermediate_size = (int)s.get_int("intermediate_size", 0, 0, 1 << 20);
+  m.bias = s.get_bool("bias", !llama);
+  m.tie_embeddings = s.get_bool("tie_embeddings", !llama);
+  m.norm_eps = (float)s.get_num("norm_eps", llama ? 1e-6 : 1e-5, 0.0, 1.0);
+  m.rope_theta = (float)s.get_num("rope_theta", 10000.0, 1.0, 1e9);
+  m.scale_attn_by_inverse_layer_idx = s.get_bool("scale_attn_by_inverse_layer_idx", false);
+  m.init_std = (float)s.get_num("init_std", 0.02, 0.0, 10.0);
+  s.finish();
+
+  if (m.n_embd % m.n_head != 0)
+    s.fail("n_head", "n_embd (" + std::to_string(m.n_embd) + ") must be divisible by n_head (" +
+                         std::to_string(m.n_head) + ")");
+  if (m.n_kv_head != 0) {
+    if (!llama) s.fail("n_kv_head", "grouped KV heads are a LLaMA option (arch is gpt2)");
+    if (m.n_head % m.n_kv_head != 0)
+      s.fail("n_kv_head", "n_head (" + std::to_string(m.n_head) + ") must be divisible by n_kv_head (" +
+                              std::to_string(m.n_kv_head) + ")");
+  }
+  if (llama && m.head_size() % 2 != 0) s.fail("n_head", "RoPE needs an even head size");
+  if (llama && m.bias) s.fail("bias", "LLaMA has no biases");
+  if (llama && m.scale_attn_by_inverse_layer_idx)
+    s.fail("scale_attn_by_inverse_layer_idx", "is a GPT-2 option (arch is llama)");
+  if (m.padded_vocab_size == 0) m.padded_vocab_size = (m.vocab_size + 127) / 128 * 128;
+  if (m.padded_vocab_size < m.vocab_size)
+    s.fail("padded_vocab_size", "must be >= vocab_size (" + std::to_string(m.vocab_size) + ")");
+  if (m.intermediate_size == 0) {
+    if (llama) {
+      int h = (8 * m.n_embd) / 3;
+      m.intermediate_size = 256 * ((h + 255) / 256);
+    } else {
+      m.intermediate_size = 4 * m.n_embd;
+    }
+  }
+  return m;
+}
+
+DataConfig parse_data(const json& j, const ModelConfig& m, const std::string& file) {
+  JsonSection s(j, "data", file);
+  DataConfig d;
+  d.train = s.get_str("train", "");
+  if (d.train.empty()) s.fail("train", "missing (a shard file or glob such as data/demo/demo_train_*.bin)");
+  d.val = s.get_str("val", "");
+  d.mode = s.get_enum("mode", "packed", {"packed", "document"});
+  d.seq_len = (int)s.get_int("seq_len", m.max_seq_len, 1, 1 << 20);
+  d.micro_batch = (int)s.get_int("micro_batch", 8, 1, 1 << 20);
+  d.batch_tokens = s.get_int("batch_tokens", 0, 0, int64_t(1) << 40);
+  d.shuffle = s.get_bool("shuffle", true);
+  d.delimiter = (int32_t)s.get_int("delimiter", m.is_llama() ? 1 : 50256, 0, (int64_t(1) << 31) - 1);
+  d.tokenizer = s.get_str("tokenizer", "gpt2");
+  s.finish();
+  if (d.seq_len > m.max_seq_len)
+    s.fail("seq_len", "is " + std::to_string(d.seq_len) + " but model.max_seq_len is " +
+                          std::to_string(m.max_seq_len));
+  if (d.delimiter >= m.vocab_size)
+    s.fail("delimiter", "token " + std::to_string(d.delimiter) + " is outside the model vocabulary (" +
+                            std::to_string(m.vocab_size) + ")");
+  return d;
+}
+
+RunSection parse_run(const json& j, const std::string& file) {
+  JsonSection s(j, "run", file);
+  RunSection r;
+  r.name = s.get_str("name", "");
+  r.dir = s.get_str("dir", "runs/default");
+  r.steps = s.get_int("steps", 1000, 1, int64_t(1) << 40);
+  r.seed = (uint64_t)s.get_int("seed", 1337, 0, INT64_MAX);
+  r.backend = s.get_enum("backend", "cpu", {"cpu", "cuda"});
+  r.threads = (int)s.get_int("threads", 0, 0, 4096);
+  r.grad_clip = (float)s.get_num("grad_clip", 1.0, 0.0, 1e9);
+  r.log_every = (int)s.get_int("log_every", 1, 1, 1 << 30);
+  r.eval_every = (int)s.get_int("eval_every", 0, 0, 1 << 30);
+  r.eval_batches = (int)s.get_int("eval_batches", 20, 1, 1 << 30);
+  r.sample_every = (int)s.get_int("sample_every", 0, 0, 1 << 30);
+  r.sample_tokens = (int)s.get_int("sample_tokens", 32, 0, 1 << 20);
+  r.sample_prompt = s.get_str("sample_prompt", "");
+  r.sample_temperature = (float)s.get_num("sample_temperature", 1.0, 0.0, 100.0);
+  r.checkpoint_every = (int)s.get_int("checkpoint_every", 0, 0, 1 << 30);
+  r.keep_last = (int)s.get_int("keep_last", 2, 1, 1 << 20);
+  r.diagnostics_every = (int)s.get_int("diagnostics_every", 0, 0, 1 << 30);
+  s.finish();
+  return r;
+}
+
+json model_to_json(const ModelConfig& m) {
+  return json{{"arch", m.arch},
+              {"preset", m.preset},
+              {"n_layer", m.n_layer},
+              {"n_embd", m.n_embd},
+              {"n_head", m.n_head},
+              {"n_kv_head", m.n_kv_head},
+              {"vocab_size", m.vocab_size},
+              {"padded_vocab_size", m.padded_vocab_size},
+              {"max_seq_len", m.max_seq_len},
+              {"intermediate_size", m.intermediate_size},
+              {"bias", m.bias},
+              {"tie_embeddings", m.tie_embeddings},
+              {"norm_eps", m.norm_eps},
+              {"rope_theta", m.rope_theta},
+              {"scale_attn_by_inverse_layer_idx", m.scale_attn_by_inverse_layer_idx},
+              {"init_std", m.init_std}};
+}
+
+}  // namespace
+
+bool model_preset(const std::string& name, json& out) {
+  for (const auto& p : kPresets)
+    if (name == p.name) {
+      out = json::parse(p.json);
+      return true;
+    }
+  return false;
+}
+
+std::vector<std::string> model_preset_names() {
+  std::vector<std::string> v;
+  for (const auto& p : kPresets) v.push_back(p.name);
+  return v;
+}
+
+void apply_override(json& j, const std::string& kv, const std::string& source) {
+  auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw InputError("--set " + kv + ": expected key=value, e.g. run.steps=100");
+  std::string key = kv.substr(0, eq), val = kv.substr(eq + 1);
+  json v;
+  try {
+    v = json::parse(val);
+  } catch (const json::parse_error&) {
+    v = val;  // bare words are strings: optimizer.matrix.type=muon
+  }
+  json* cur = &j;
+  std::stringstream ss(key);
+  std::string part, done;
+  std::vector<std::string> parts;
+  while (std::getline(ss, part, '.')) parts.push_back(part);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].empty()) throw InputError("--set " + kv + ": empty key component");
+    if (!cur->is_object())
+      throw InputError("--set " + kv + ": " + done + " is not an object in " + source);
+    if (i + 1 == parts.size()) {
+      (*cur)[parts[i]] = v;
+    } else {
+      if (!cur->contains(parts[i])) (*cur)[parts[i]] = json::object();
+      cur = &(*cur)[parts[i]];
+    }
+    done += (done.empty() ? "" : ".") + parts[i];
+  }
+}
+
+RunConfig config_from_json(json j, const std::string& source) {
+  JsonSection top(j, "", source);
+  RunConfig c;
+  c.source = source;
+  const json empty = json::object();
+  const json* jm = top.get_raw("model");
+  const json* jd = top.get_raw("data");
+  const json* jo = top.get_raw("optimizer");
+  const json* js = top.get_raw("schedule");
+  const json* jr = top.get_raw("run");
+  top.finish();
+  if (!jm) throw InputError(source + ": model: missing section");
+  if (!jd) throw InputError(source + ": data: missing section");
+  c.model = parse_model(*jm, source);
+  c.data = parse_data(*jd, c.model, source);
+  c.run = parse_run(jr ? *jr : empty, source);
+  c.schedule = js ? *js : empty;
+  c.optimizer = jo ? *jo : empty;
+  // Validate optimizer and schedule now so a typo fails before any data is read.
+  Schedule def = parse_schedule(c.schedule, source, "schedule");
+  auto groups = parse_optimizer_config(c.optimizer, def, source);
+  (void)groups;
+
+  c.resolved = json{{"model", model_to_json(c.model)},
+                    {"data",
+                     {{"train", c.data.train},
+                      {"val", c.data.val},
+                      {"mode", c.data.mode},
+                      {"seq_len", c.data.seq_len},
+                      {"micro_batch", c.data.micro_batch},
+                      {"batch_tokens", c.data.batch_tokens},
+                      {"shuffle", c.data.shuffle},
+                      {"delimiter", c.data.delimiter},
+                      {"tokenizer", c.data.tokenizer}}},
+                    {"optimizer", c.optimizer},
+                    {"schedule", c.schedule},
+                    {"run",
+                     {{"name", c.run.name},
+                      {"dir", c.run.dir},
+                      {"steps", c.run.steps},
+                      {"seed", c.run.seed},
+                      {"backend", c.run.backend},
+                      {"threads", c.run.threads},
+                      {"grad_clip", c.run.grad_clip},
+                      {"log_every", c.run.log_every},
+                      {"eval_every", c.run.eval_every},
+                      {"eval_batches", c.run.eval_batches},
+                      {"sample_every", c.run.sample_every},
+                      {"sample_tokens", c.run.sample_tokens},
+                      {"sample_prompt", c.run.sample_prompt},
+                      {"sample_temperature", c.run.sample_temperature},
+                      {"checkpoint_every", c.run.checkpoint_every},
+                      {"keep_last", c.run.keep_last},
+                      {"diagnostics_every", c.run.diagnostics_every}}}};
+  return c;
+}
+
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream f(path);
+  if (!f) throw InputError(path + ": cannot open config file");
+  json j;
+  try {
+    j = json::parse(f, nullptr, true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    throw InputError(path + ": invalid JSON: " + e.what());
+  }
+  for (const auto& kv : overrides) apply_override(j, kv, path);
+  return config_from_json(std::move(j), path);
+}
+
+}  // namespace llmtrain

@@ -1,0 +1,59 @@
+// metrics.jsonl writer with resume truncation, and small console formatting helpers.
+#include "llmtrain/metrics.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "llmtrain/checkpoint.h"
+#include "llmtrain/error.h"
+
+namespace llmtrain {
+
+MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_step) {
+  path_ = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
+  if (keep_through_step >= 0 && std::filesystem::exists(path_)) {
+    std::ifstream in(path_);
+    std::ostringstream kept;
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      try {
+        auto j = nlohmann::json::parse(line);
+        if (j.contains("step") && j["step"].get<int64_t>() > keep_through_step) continue;
+      } catch (const nlohmann::json::exception&) {
+        continue;  // a line torn by a crash mid-write
+      }
+      kept << line << '\n';
+    }
+    write_file_atomic(path_, kept.str());
+  } else if (keep_through_step < 0) {
+    std::filesystem::remove(path_);
+  }
+  f_ = std::fopen(path_.c_str(), "a");
+  if (!f_) throw RuntimeError(path_ + ": cannot open for writing");
+}
+
+MetricsWriter::~MetricsWriter() {
+  if (f_) std::fclose(f_);
+}
+
+void MetricsWriter::write(const nlohmann::json& record) {
+  std::string s = record.dump();
+  s += '\n';
+  if (std::fwrite(s.data(), 1, s.size(), f_) != s.size()) throw RuntimeError(path_ + ": write failed");
+  std::fflush(f_);
+}
+
+std::string format_duration(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e9) return "?";
+  long s = (long)(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
+  return buf;
+}
+
+}  // namespace llmtrain

@@ -1,0 +1,119 @@
+// Config loading: presets, defaults, --set overrides, and strict validation messages that name
+// the file and the dotted key.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <string>
+
+#include "llmtrain/config.h"
+#include "llmtrain/error.h"
+
+using namespace llmtrain;
+using nlohmann::json;
+
+namespace {
+
+json base() {
+  return json::parse(R"({
+    "model": {"preset": "gpt2-tiny"},
+    "data": {"train": "x_train_*.bin", "seq_len": 64, "micro_batch": 2},
+    "optimizer": {"adamw": {"type": "adamw", "lr": 0.001}},
+    "run": {"steps": 10}
+  })");
+}
+
+std::string error_of(json j) {
+  try {
+    config_from_json(std::move(j), "cfg.json");
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("presets fill the model and explicit fields win", "[config]") {
+  json j = base();
+  j["model"]["n_layer"] = 3;
+  RunConfig c = config_from_json(j, "cfg.json");
+  CHECK(c.model.arch == "gpt2");
+  CHECK(c.model.n_layer == 3);
+  CHECK(c.model.n_embd == 128);
+  CHECK(c.model.padded_vocab_size == 50304);
+  CHECK(c.model.intermediate_size == 512);
+  CHECK(c.data.delimiter == 50256);
+  CHECK(c.resolved["model"]["n_layer"] == 3);
+
+  json l = base();
+  l["model"] = json{{"preset", "llama-130m"}};
+  l["data"]["seq_len"] = 256;
+  RunConfig cl = config_from_json(l, "cfg.json");
+  CHECK(cl.model.is_llama());
+  CHECK(cl.model.intermediate_size == 2048);
+  CHECK_FALSE(cl.model.tie_embeddings);
+  CHECK_FALSE(cl.model.bias);
+  CHECK(cl.model.vocab_size == 32000);
+}
+
+TEST_CASE("overrides set nested values, parse JSON, and keep bare words as strings", "[config]") {
+  json j = base();
+  apply_override(j, "run.steps=25", "cfg.json");
+  apply_override(j, "optimizer.adamw.type=adamw", "cfg.json");
+  apply_override(j, "data.shuffle=false", "cfg.json");
+  apply_override(j, "run.name=\"my run\"", "cfg.json");
+  RunConfig c = config_from_json(j, "cfg.json");
+  CHECK(c.run.steps == 25);
+  CHECK_FALSE(c.data.shuffle);
+  CHECK(c.run.name == "my run");
+  CHECK_THROWS_AS(apply_override(j, "novalue", "cfg.json"), InputError);
+  CHECK_THROWS_AS(apply_override(j, "run.steps.x=1", "cfg.json"), InputError);
+}
+
+TEST_CASE("validation errors name the file and the key", "[config]") {
+  json j = base();
+  j["model"]["n_layers"] = 3;
+  CHECK_THAT(error_of(j), Catch::Contains("cfg.json: model.n_layers: unknown key"));
+
+  j = base();
+  j["run"]["steps"] = "ten";
+  CHECK_THAT(error_of(j), Catch::Contains("run.steps: expected an integer"));
+
+  j = base();
+  j["run"]["steps"] = 0;
+  CHECK_THAT(error_of(j), Catch::Contains("run.steps: must be in [1,"));
+
+  j = base();
+  j["model"]["n_head"] = 5;
+  CHECK_THAT(error_of(j), Catch::Contains("model.n_head: n_embd (128) must be divisible by n_head (5)"));
+
+  j = base();
+  j["data"]["seq_len"] = 4096;
+  CHECK_THAT(error_of(j), Catch::Contains("data.seq_len"));
+
+  j = base();
+  j["model"]["preset"] = "gpt5";
+  CHECK_THAT(error_of(j), Catch::Contains("model.preset: unknown preset \"gpt5\""));
+
+  j = base();
+  j["data"]["mode"] = "streaming";
+  CHECK_THAT(error_of(j), Catch::Contains("data.mode: unknown value \"streaming\""));
+
+  j = base();
+  j.erase("data");
+  CHECK_THAT(error_of(j), Catch::Contains("data: missing section"));
+
+  j = base();
+  j["extra"] = 1;
+  CHECK_THAT(error_of(j), Catch::Contains("cfg.json: extra: unknown key"));
+
+  j = base();
+  j["model"]["n_kv_head"] = 2;
+  CHECK_THAT(error_of(j), Catch::Contains("model.n_kv_head"));
+}
+
+TEST_CASE("load_config reports unreadable and malformed files", "[config]") {
+  CHECK_THROWS_WITH(load_config("/nonexistent/x.json"), Catch::Contains("/nonexistent/x.json: cannot open"));
+  std::string p = "/tmp/llmtrain_test_bad_config.json";
+  std::ofstream(p) << "{\"model\": ";
+  CHECK_THROWS_WITH(load_config(p), Catch::Contains("invalid JSON"));
+}
