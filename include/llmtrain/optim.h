@@ -1,0 +1,109 @@
+// The optimizer layer: parameter groups routed by role, learning-rate schedules, and the
+// Optimizer interface every method (AdamW, Muon, RMNP, low-rank Muon, PolarGrad, Newton-Muon)
+// implements. An optimizer owns its state (fp32, one StateTensor per buffer, checkpointed by name)
+// and updates the fp32 weights of its group in place from their gradients.
+//
+// Config shape (section "optimizer"): one object per group, the key is the group name:
+//   "optimizer": {"matrix": {"type": "rmnp", "lr": 0.004, "weight_decay": 0.1, ...},
+//                 "adamw":  {"type": "adamw", "lr": 0.001, "beta1": 0.9, ...}}
+// Each group may carry "roles" (which ParamRoles it takes) and "schedule" (overrides the top-level
+// schedule). Defaults: a group named "matrix" takes hidden_matrix; a group named "adamw" takes every
+// role no other group claims. Every parameter must land in exactly one group.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "llmtrain/params.h"
+
+namespace llmtrain {
+
+// One model tensor as an optimizer sees it: its layout entry, weights and gradients (fp32, same
+// numel, row-major [out, in] for matrices).
+struct ParamRef {
+  const ParamInfo* info = nullptr;
+  float* w = nullptr;
+  float* g = nullptr;
+};
+
+// One buffer of optimizer state, saved to / restored from the checkpoint under "<group>/<name>".
+// Names are stable across runs (e.g. "m/transformer.h.0.attn.c_attn.weight").
+struct StateTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  float* data = nullptr;
+  size_t numel = 0;
+};
+
+// ---- learning-rate schedules ----
+// lr(step) = base_lr * factor(step), step counted from 0 (the first update uses step 0).
+//   cosine:   linear warmup over warmup steps to 1, then cosine to min_lr_frac at the last step.
+//   constant: warmup then 1.
+//   linear:   warmup then linear to min_lr_frac.
+//   wsd:      warmup, stable at 1, then linear decay to min_lr_frac over the last decay_frac.
+// Warmup: warmup_steps if >= 0, else round(warmup_frac * total_steps).
+struct Schedule {
+  std::string type = "cosine";
+  double warmup_frac = 0.1;
+  int64_t warmup_steps = -1;
+  double min_lr_frac = 0.1;
+  double decay_frac = 0.2;  // wsd only
+};
+
+// Parses a schedule object ({} gives the defaults). `key` is its dotted name for messages
+// ("schedule", "optimizer.matrix.schedule"); errors are InputError naming file and key.
+Schedule parse_schedule(const nlohmann::json& j, const std::string& file, const std::string& key);
+// Like parse_schedule, but unset fields fall back to `base` (for per-group overrides).
+Schedule parse_schedule_over(const nlohmann::json& j, const Schedule& base, const std::string& file,
+                             const std::string& key);
+float schedule_lr(const Schedule& s, float base_lr, int64_t step, int64_t total_steps);
+
+// ---- groups ----
+struct GroupConfig {
+  std::string name;  // the key in the optimizer section
+  std::string type;  // adamw | muon | rmnp | lowrank_muon | polargrad | newton_muon
+  float lr = 0;
+  float weight_decay = 0;
+  std::vector<ParamRole> roles;  // empty for the catch-all group
+  bool catch_all = false;        // takes every role nobody else claims
+  nlohmann::json options = nlohmann::json::object();  // validated type-specific options
+  Schedule schedule;
+};
+
+// Validates the whole optimizer section (every key, type and range; errors name the key, e.g.
+// "cfg.json: optimizer.matrix.momentum: must be in [0, 1), got 1.2"). An empty section gives one
+// AdamW group "adamw" with the defaults. Returns groups in a deterministic order.
+std::vector<GroupConfig> parse_optimizer_config(const nlohmann::json& optimizer, const Schedule& default_schedule,
+                                                const std::string& file);
+
+// Splits `all` into one list per group (same order as `groups`), keeping model order inside each.
+// RuntimeError if a parameter matches no group or two groups.
+std::vector<std::vector<ParamRef>> assign_groups(const std::vector<GroupConfig>& groups,
+                                                 const std::vector<ParamRef>& all);
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual std::string type() const = 0;
+  // One update of every tensor in `params` (the same tensors, in the same order, as at creation)
+  // with learning rate `lr`; `step` counts updates from 1 (bias correction).
+  virtual void step(const std::vector<ParamRef>& params, float lr, int64_t step) = 0;
+  // All state buffers (stable names and shapes; empty for stateless methods).
+  virtual std::vector<StateTensor> state() = 0;
+  // Small scalar state (counters, RNG) as JSON, saved in state.json; restored before the next step.
+  virtual nlohmann::json scalar_state() const { return nlohmann::json::object(); }
+  virtual void load_scalar_state(const nlohmann::json& j) {}
+  // Newton-Muon: whether the coming update `step` needs the input activations of each matrix;
+  // the trainer then calls observe_inputs(info, z [rows, cols], rows, cols) once per matrix.
+  virtual bool wants_inputs(int64_t step) const { return false; }
+  virtual void observe_inputs(const ParamInfo& info, const float* z, int64_t rows, int64_t cols) {}
+  // Diagnostics (diagonal-dominance ratios) computed from the current momentum; null if none.
+  virtual nlohmann::json diagnostics() { return nullptr; }
+};
+
+// `seed` drives any randomness (low-rank sketches) deterministically.
+std::unique_ptr<Optimizer> make_optimizer(const GroupConfig& cfg, const std::vector<ParamRef>& params, uint64_t seed);
+
+}  // namespace llmtrain

@@ -1,0 +1,164 @@
+// Shared machinery of the matrix optimizers (see optimizers.h): option readers, the momentum
+// rule, the decoupled-decay update, and the diagonal-dominance diagnostics of the RMNP paper.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "llmtrain/error.h"
+#include "optim/linalg.h"
+#include "optim/optimizers.h"
+
+namespace llmtrain {
+
+double get_unit_interval(JsonSection& s, const std::string& key, double def) {
+  const double x = s.get_num(key, def, -1e300, 1e300);
+  if (x < 0 || x >= 1) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "must be in [0, 1), got %g", x);
+    s.fail(key, buf);
+  }
+  return x;
+}
+
+void read_momentum_options(JsonSection& s, nlohmann::json& o, bool nesterov_default) {
+  o["momentum"] = get_unit_interval(s, "momentum", 0.95);
+  o["nesterov"] = s.get_bool("nesterov", nesterov_default);
+  o["momentum_form"] = s.get_enum("momentum_form", "ema", {"ema", "sum"});
+}
+
+void read_ns_options(JsonSection& s, nlohmann::json& o, const std::string& default_set) {
+  const std::string set = s.get_enum("coefficients", default_set, ns_coefficient_names());
+  o["coefficients"] = set;
+  o["ns_steps"] = s.get_int("ns_steps", ns_coefficients(set).default_steps, 1, 100);
+}
+
+void read_scale_option(JsonSection& s, nlohmann::json& o) {
+  o["scale"] = s.get_enum("scale", "max1", {"max1", "moonlight"});
+}
+
+void read_diagnostics_option(JsonSection& s, nlohmann::json& o) {
+  o["diagnostics_side"] = s.get_enum("diagnostics_side", "short", {"short", "rows"});
+}
+
+float orth_scale(const std::string& scale, int64_t out, int64_t in) {
+  if (scale == "moonlight") return 0.2f * (float)std::sqrt((double)std::max(out, in));
+  return (float)std::max(1.0, std::sqrt((double)out / (double)in));
+}
+
+MatrixOptimizer::MatrixOptimizer(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& params)
+    : group_(cfg.name), wd_(cfg.weight_decay) {
+  beta_ = o.at("momentum").get<float>();
+  nesterov_ = o.at("nesterov").get<bool>();
+  sum_form_ = o.at("momentum_form").get<std::string>() == "sum";
+  diag_rows_ = o.at("diagnostics_side").get<std::string>() == "rows";
+  for (const auto& p : params) {
+    const ParamInfo& info = *p.info;
+    if (info.shape.size() != 2 || info.rows() < 1 || info.cols() < 1) {
+      std::string shape;
+      for (int64_t d : info.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+      throw InputError("optimizer." + cfg.name + ": " + cfg.type + " updates 2-D matrices only, but " + info.name +
+                       " (role " + role_name(info.role) + ") has shape [" + shape +
+                       "]; route it to another group with \"roles\"");
+    }
+    infos_.push_back(&info);
+    m_.emplace_back(info.numel, 0.0f);
+  }
+}
+
+std::vector<StateTensor> MatrixOptimizer::state() {
+  std::vector<StateTensor> s;
+  for (size_t i = 0; i < infos_.size(); ++i) s.push_back({"m/" + infos_[i]->name, infos_[i]->shape, m_[i].data(), m_[i].size()});
+  for (auto& t : extra_state()) s.push_back(t);
+  return s;
+}
+
+float* MatrixOptimizer::scratch(size_t which, size_t n) {
+  if (scratch_.size() <= which) scratch_.resize(which + 1);
+  if (scratch_[which].size() < n) scratch_[which].resize(n);
+  return scratch_[which].data();
+}
+
+void MatrixOptimizer::momentum_step(size_t i, const float* g, float* u) {
+  float* m = m_[i].data();
+  const int64_t n = (int64_t)m_[i].size();
+  const float b = beta_, omb = 1.0f - beta_;
+  const bool sum = sum_form_, nest = nesterov_;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t j = 0; j < n; ++j) {
+    const float mj = sum ? b * m[j] + g[j] : b * m[j] + omb * g[j];
+    m[j] = mj;
+    u[j] = nest ? (sum ? g[j] + b * mj : omb * g[j] + b * mj) : mj;
+  }
+}
+
+void MatrixOptimizer::momentum_peek(size_t i, const float* g, float* u) const {
+  const float* m = m_[i].data();
+  const int64_t n = (int64_t)m_[i].size();
+  const float b = beta_, omb = 1.0f - beta_;
+  const bool sum = sum_form_, nest = nesterov_;
+  for (int64_t j = 0; j < n; ++j) u[j] = nest ? (sum ? g[j] + b * m[j] : omb * g[j] + b * m[j]) : m[j];
+}
+
+void MatrixOptimizer::effective_gradient(size_t i, const float* g, float* out) const {
+  std::memcpy(out, g, sizeof(float) * m_[i].size());
+}
+
+void MatrixOptimizer::apply_update(const ParamRef& p, const float* d, float lr, float scale) const {
+  const float keep = 1.0f - lr * wd_, step = lr * scale;
+  float* w = p.w;
+  const int64_t n = (int64_t)p.info->numel;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t j = 0; j < n; ++j) w[j] = w[j] * keep - step * d[j];
+}
+
+std::vector<double> dominance_ratios(const float* V, int64_t m, int64_t n, bool rows) {
+  // Gram of the k chosen rows: V V^T (k = m), or V^T V (k = n) for a tall V on the short side.
+  const bool tr = !rows && m > n;
+  const int64_t k = tr ? n : m, len = tr ? m : n;
+  if (k < 2) return {};
+  std::vector<float> X((size_t)(k * len)), Xt((size_t)(len * k)), G((size_t)(k * k));
+  if (tr)
+    linalg::transpose(V, X.data(), m, n);
+  else
+    std::memcpy(X.data(), V, sizeof(float) * X.size());
+  linalg::transpose(X.data(), Xt.data(), k, len);
+  linalg::matmul(X.data(), Xt.data(), G.data(), k, len, k);
+  double sum = 0, lo = INFINITY, hi = -INFINITY;
+  for (int64_t i = 0; i < k; ++i) {
+    double off = 0;
+    for (int64_t j = 0; j < k; ++j)
+      if (j != i) off += std::fabs((double)G[i * k + j]);
+    off /= (double)(k - 1);
+    const double r = std::fabs((double)G[i * k + i]) / std::max(off, 1e-300);
+    sum += r;
+    lo = std::min(lo, r);
+    hi = std::max(hi, r);
+  }
+  return {sum / (double)k, lo, hi};
+}
+
+nlohmann::json MatrixOptimizer::diagnostics() {
+  if (last_.size() != infos_.size()) return nullptr;  // no step yet
+  nlohmann::json per = nlohmann::json::object();
+  double a = 0, lo = 0, hi = 0;
+  int count = 0;
+  for (size_t i = 0; i < infos_.size(); ++i) {
+    const size_t n = m_[i].size();
+    float* ge = scratch(0, n);
+    float* v = scratch(1, n);
+    effective_gradient(i, last_[i].g, ge);
+    momentum_peek(i, ge, v);
+    auto r = dominance_ratios(v, infos_[i]->rows(), infos_[i]->cols(), diag_rows_);
+    if (r.empty()) continue;
+    per[infos_[i]->name] = {{"r_avg", r[0]}, {"r_min", r[1]}, {"r_max", r[2]}};
+    a += r[0];
+    lo += r[1];
+    hi += r[2];
+    ++count;
+  }
+  if (count == 0) return nullptr;
+  return {{"r_avg", a / count}, {"r_min", lo / count}, {"r_max", hi / count}, {"matrices", per}};
+}
+
+}  // namespace llmtrain
