@@ -1,0 +1,50 @@
+// Communicators for data parallelism: one interface, three implementations (single process,
+// Gloo over TCP for CPU runs and CI, NCCL for the CUDA backend). The training loop only calls
+// these collectives; the rendezvous (who is rank 0, where to connect) comes from the environment
+// set by `llmtrain launch` (or torchrun, srun, mpirun) and a small TCP key-value store.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace llmtrain {
+
+// Where this process sits in the job, read from the environment: RANK/WORLD_SIZE/LOCAL_RANK/
+// LOCAL_WORLD_SIZE/MASTER_ADDR/MASTER_PORT (launch, torchrun), else SLURM_PROCID/SLURM_NTASKS/
+// SLURM_LOCALID, else OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK; none set = a single process.
+struct DistEnv {
+  int rank = 0;
+  int world = 1;
+  int local_rank = 0;
+  int local_world = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+};
+DistEnv dist_env_from_environment();
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual std::string name() const = 0;  // "single", "gloo", "nccl"
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+  // In-place sum over ranks of n floats / doubles (host pointers for single and gloo; device
+  // pointers for nccl). Deterministic for a fixed world size.
+  virtual void all_reduce_sum(float* data, size_t n) = 0;
+  virtual void all_reduce_sum(double* data, size_t n) = 0;
+  // out[r*n .. (r+1)*n) = in of rank r; in and out may not alias except in == out + rank*n.
+  virtual void all_gather(const float* in, float* out, size_t n) = 0;
+  // Rank `root`'s buffer to everyone.
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+// Single process: every collective is a no-op (or a copy).
+std::unique_ptr<Communicator> make_single_communicator();
+// Chooses from the environment: world 1 -> single; else "gloo" (CPU) or "nccl" (CUDA) as asked.
+// Throws InputError when the requested kind is not built in (e.g. gloo without libgloo).
+std::unique_ptr<Communicator> make_communicator(const std::string& kind, const DistEnv& env);
+
+}  // namespace llmtrain
