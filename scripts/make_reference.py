@@ -159,7 +159,7 @@ def make_case(binary, name, model_cfg):
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path = os.path.join(tmp, "c.json")
         with open(cfg_path, "w") as f:
-            json.dump({"model": model_cfg, "data": {"train": "unused", "seq_len": T, "micro_batch": B},
+            json.dump({"model": model_cfg, "data": {"train": "unused", "seq_len": T, "micro_batch": B, "delimiter": 0},
                        "run": {"seed": 1234}}, f)
         subprocess.run([binary, "export", "--init", "--config", cfg_path, "--out", tmp + "/hf"], check=True,
                        stdout=subprocess.DEVNULL)

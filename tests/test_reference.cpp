@@ -40,7 +40,7 @@ void check_case(const std::string& name) {
   model.erase("preset");
   auto ids = r.get("input_ids").shape;
   const int B = (int)ids[0], T = (int)ids[1];
-  nlohmann::json cfgj{{"model", model}, {"data", {{"train", "unused"}, {"seq_len", T}, {"micro_batch", B}}}};
+  nlohmann::json cfgj{{"model", model}, {"data", {{"train", "unused"}, {"seq_len", T}, {"micro_batch", B}, {"delimiter", 0}}}};
   RunConfig cfg = config_from_json(cfgj, path);
   Model m(cfg.model);
   std::vector<float> params(m.num_params());

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
     commands.push_back(cli::add_tokenize_command(app));
     commands.push_back(cli::add_inspect_command(app));
     commands.push_back(cli::add_launch_command(app));
+    commands.push_back(cli::add_sweep_command(app));
+    commands.push_back(cli::add_report_command(app));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llmtrain: internal error while registering commands: %s\n", e.what());
     return kExitRuntime;

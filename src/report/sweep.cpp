@@ -185,7 +185,7 @@ std::string join_command(const std::string& exe, const std::vector<std::string>&
 // ---------------------------------------------------------------- spec
 
 bool is_sweep_spec_json(const json& j) {
-  return j.is_object() && j.contains("out") && (j.contains("base") || j.contains("grid"));
+  return j.is_object() && j.contains("out") && (j.contains("base") || j.contains("grid") || j.contains("variants"));
 }
 
 SweepSpec parse_sweep_spec(const ordered_json& j, const std::string& file) {
