@@ -38,8 +38,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : kExitInput;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // One line, like every other input error (CLI11's own format adds a second "Run with --help").
+    std::fprintf(stderr, "llmtrain: error: %s (see --help)\n", e.what());
+    return kExitInput;
   }
 
   try {
