@@ -130,6 +130,13 @@ std::vector<std::string> files_in(const std::string& dir) {
   return out;
 }
 
+// Number of shards in dir.
+size_t existing_count(const std::string& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += e.path().extension() == ".bin";
+  return n;
+}
+
 std::string json_line(const std::string& text) { return nlohmann::json{{"text", text}, {"id", 7}}.dump() + "\n"; }
 
 // The ids tokenize must write for these documents: delimiter + encode(text) each, empty ones skipped.
@@ -477,6 +484,30 @@ TEST_CASE("tokenize: Parquet input", "[tokenizer]") {
   o.text_field = "no_such_column";
   o.overwrite = true;
   CHECK_THAT(error_of([&] { tokenize_corpus(o); }), Contains("no_such_column"));
+
+  // Null texts are bad records, named by row: they stop the run, or are skipped and counted.
+  const std::string nulls = fixture("parquet/duckdb_nulls.parquet");
+  auto nx = nlohmann::json::parse(read_all(fixture("parquet/duckdb_nulls.expected.json")));
+  std::vector<std::string> present;
+  size_t first_null = 0, null_count = 0;
+  for (size_t i = 0; i < nx["strings"]["text"].size(); ++i) {
+    const auto& v = nx["strings"]["text"][i];
+    if (v.is_string()) {
+      present.push_back(v.get<std::string>());
+    } else if (null_count++ == 0) {
+      first_null = i;
+    }
+  }
+  REQUIRE(null_count > 0);
+  o.inputs = {nulls};
+  o.text_field = "text";
+  CHECK_THAT(error_of([&] { tokenize_corpus(o); }),
+             Contains("duckdb_nulls.parquet: row " + std::to_string(first_null + 1) + ": column 'text' is null"));
+  CHECK(files_in(o.out_dir).empty());
+  o.skip_bad = true;
+  st = tokenize_corpus(o);
+  CHECK(st.bad_records == null_count);
+  CHECK(read_shards(st.shards) == expected_ids(gpt2(), present));
 }
 #endif
 
@@ -542,4 +573,193 @@ TEST_CASE("tokenize: bad records name file and line; nothing partial is left", "
   o.shard_tokens = 10;
   o.tokenizer = d.file("missing.model");
   CHECK_THAT(error_of([&] { tokenize_corpus(o); }), Contains("missing.model"));
+}
+
+// ------------------------------------------------------------------ resume and manifest
+
+TEST_CASE("tokenize: an interrupted run continues to the same shards, counts and manifest", "[tokenizer]") {
+  TempDir d;
+  const auto docs = sample_docs(150, 11);
+  std::string a, b;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    std::string& s = i < 70 ? a : b;
+    s += json_line(docs[i]);
+    if (i == 30) s += "{\"text\": \"\"}\n";        // empty document
+    if (i == 100) s += "{\"text\": broken}\n";      // bad record, skipped
+  }
+  fs::create_directories(d.file("in"));
+  write_all(d.file("in/a.jsonl"), a);
+  write_all(d.file("in/b.jsonl.gz"), gzip(b));
+  auto opts = [&](const std::string& out, int threads) {
+    TokenizeOptions o;
+    o.inputs = {d.file("in")};
+    o.out_dir = d.file(out);
+    o.name = "r";
+    o.val_tokens = 700;
+    o.shard_tokens = 1500;  // documents straddle shard boundaries
+    o.skip_bad = true;
+    o.threads = threads;
+    o.progress = false;
+    return o;
+  };
+  const TokenizeStats ref = tokenize_corpus(opts("ref", 2));
+  REQUIRE(ref.shards.size() >= 8);
+  CHECK(ref.bad_records == 1);
+  CHECK(ref.empty_docs == 1);
+  CHECK_FALSE(ref.resumed);
+  CHECK_FALSE(fs::exists(d.file("ref/r_tokenize_progress.json")));
+  auto bytes_of = [](const std::vector<std::string>& paths) {
+    std::vector<std::string> out;
+    for (const auto& p : paths) out.push_back(fs::path(p).filename().string() + ":" + read_all(p));
+    return out;
+  };
+  const auto ref_bytes = bytes_of(ref.shards);
+  const auto ref_man = nlohmann::json::parse(read_all(ref.manifest));
+
+  auto check_same = [&](const TokenizeStats& st, const std::string& out) {
+    CHECK(bytes_of(st.shards) == ref_bytes);
+    CHECK(st.docs == ref.docs);
+    CHECK(st.empty_docs == ref.empty_docs);
+    CHECK(st.bad_records == ref.bad_records);
+    CHECK(st.text_bytes == ref.text_bytes);
+    CHECK(st.val_tokens == ref.val_tokens);
+    CHECK(st.train_tokens == ref.train_tokens);
+    auto man = nlohmann::json::parse(read_all(st.manifest));
+    CHECK(man["shards"] == ref_man["shards"]);
+    CHECK(man["counts"] == ref_man["counts"]);
+    CHECK(man["sources"] == ref_man["sources"]);
+    CHECK(man["resumed"] == true);
+    CHECK_FALSE(fs::exists(d.file(out + "/r_tokenize_progress.json")));
+    auto left = files_in(d.file(out));
+    CHECK(std::none_of(left.begin(), left.end(), [](const std::string& f) { return f.find(".tmp") != std::string::npos; }));
+  };
+
+  for (int64_t k : {int64_t(1), int64_t(2), int64_t(5), static_cast<int64_t>(ref.shards.size() - 1)}) {
+    DYNAMIC_SECTION("interrupted after " << k << " shard(s)") {
+      const std::string out = "int" + std::to_string(k);
+      TokenizeOptions o = opts(out, 1 + static_cast<int>(k % 3));
+      o.interrupt_after_shards = k;
+      CHECK_THROWS_AS(tokenize_corpus(o), TokenizeInterrupted);
+      CHECK(fs::exists(d.file(out + "/r_tokenize_progress.json")));
+      CHECK(existing_count(d.file(out)) == static_cast<size_t>(k));
+      o.interrupt_after_shards = -1;
+      o.threads = 2;
+      const TokenizeStats st = tokenize_corpus(o);
+      CHECK(st.resumed);
+      check_same(st, out);
+    }
+  }
+
+  SECTION("interrupted twice, and a shard finished after the last progress update") {
+    TokenizeOptions o = opts("twice", 1);
+    o.interrupt_after_shards = 2;
+    CHECK_THROWS_AS(tokenize_corpus(o), TokenizeInterrupted);
+    CHECK_THROWS_AS(tokenize_corpus(o), TokenizeInterrupted);
+    // A kill between a shard's rename and the progress update leaves an unlisted shard: rewritten.
+    write_all(train_shard_path(d.file("twice"), "r", 4), "stale");
+    o.interrupt_after_shards = -1;
+    check_same(tokenize_corpus(o), "twice");
+  }
+
+  SECTION("other settings or changed inputs are refused; --overwrite starts over") {
+    TokenizeOptions o = opts("changed", 2);
+    o.interrupt_after_shards = 3;
+    CHECK_THROWS_AS(tokenize_corpus(o), TokenizeInterrupted);
+    o.interrupt_after_shards = -1;
+    TokenizeOptions other = o;
+    other.shard_tokens = 1600;
+    CHECK_THAT(error_of([&] { tokenize_corpus(other); }),
+               Contains("interrupted run") && Contains("shard_tokens") && Contains("--overwrite"));
+    // A finished shard that was damaged after the interruption.
+    const std::string s2 = train_shard_path(d.file("changed"), "r", 2);
+    const std::string keep = read_all(s2);
+    write_all(s2, keep.substr(0, 2000));
+    CHECK_THAT(error_of([&] { tokenize_corpus(o); }), Contains("cannot resume") && Contains("r_train_000002.bin"));
+    write_all(s2, keep);
+    other = o;
+    other.overwrite = true;
+    const TokenizeStats st = tokenize_corpus(other);
+    CHECK_FALSE(st.resumed);
+    CHECK(bytes_of(st.shards) == ref_bytes);
+  }
+}
+
+TEST_CASE("tokenize: the manifest lists tokenizer, counts, sources and shards with SHA-256", "[tokenizer]") {
+  TempDir d;
+  write_all(d.file("abc.txt"), "abc");  // SHA-256 test vector of FIPS 180-2
+  std::string big;
+  for (int i = 0; i < 300; ++i) big += "Line " + std::to_string(i) + " of a document that spans several SHA-256 blocks.\n";
+  write_all(d.file("big.txt"), big);
+  TokenizeOptions o;
+  o.inputs = {d.file("abc.txt"), d.file("big.txt")};
+  o.out_dir = d.file("out");
+  o.name = "m";
+  o.shard_tokens = 100;
+  o.progress = false;
+  const TokenizeStats st = tokenize_corpus(o);
+  REQUIRE(st.manifest == manifest_path(o.out_dir, "m"));
+  const auto man = nlohmann::json::parse(read_all(st.manifest));
+  CHECK(man["tokenizer"]["name"] == "gpt2");
+  CHECK(man["tokenizer"]["vocab_size"] == 50257);
+  CHECK(man["tokenizer"]["doc_delimiter"] == 50256);
+  CHECK(man["tokenizer"]["token_bytes"] == 2);
+  CHECK(man["counts"]["documents"] == 2);
+  CHECK(man["counts"]["tokens"] == st.train_tokens);
+  CHECK(man["counts"]["text_bytes"] == 3 + big.size());
+  REQUIRE(man["sources"].size() == 2);
+  CHECK(man["sources"][0]["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(man["sources"][0]["bytes"] == 3);
+  REQUIRE(man["shards"].size() == st.shards.size());
+  uint64_t total = 0;
+  for (size_t i = 0; i < st.shards.size(); ++i) {
+    const auto& s = man["shards"][i];
+    CHECK(s["file"] == fs::path(st.shards[i]).filename().string());
+    CHECK(s["bytes"] == fs::file_size(st.shards[i]));
+    CHECK(s["sha256"].get<std::string>().size() == 64);
+    total += s["tokens"].get<uint64_t>();
+  }
+  CHECK(total == st.train_tokens);
+  // Shard checksums differ when shard contents do.
+  CHECK(man["shards"][0]["sha256"] != man["shards"][1]["sha256"]);
+}
+
+TEST_CASE("sentencepiece: a T5-style model without BOS is delimited by EOS; ids equal spm_encode's", "[tokenizer]") {
+  const std::string model = fixture("spm/t5style.model");
+  auto tok = load_tokenizer(model);  // what training and inspect do with the config's tokenizer
+  CHECK(tok->vocab_size() == 500);
+  CHECK(tok->doc_delimiter() == 1);  // EOS, as T5's </s>
+  CHECK(tok->doc_end() == -1);
+  std::istringstream text(read_all(fixture("spm/sample.txt")));
+  std::istringstream ids(read_all(fixture("spm/t5style.ids")));
+  std::string line, id_line;
+  int lines = 0;
+  while (std::getline(text, line)) {
+    REQUIRE(std::getline(ids, id_line));
+    std::vector<int32_t> expect;
+    std::istringstream ls(id_line);
+    for (int32_t id; ls >> id;) expect.push_back(id);
+    INFO("line " << lines + 1 << ": " << line);
+    CHECK(tok->encode(line) == expect);
+    ++lines;
+  }
+  CHECK(lines >= 5);
+  // Asked for strictly (no fallback), the missing BOS is an error naming the model.
+  SentencePieceOptions strict;
+  strict.eos_without_bos = false;
+  CHECK_THAT(error_of([&] { make_sentencepiece_tokenizer(model, strict); }), Contains("t5style.model") && Contains("BOS"));
+  // tokenize: every document starts with EOS; --eos adds nothing more.
+  TempDir d;
+  write_all(d.file("c.jsonl"), json_line("one two") + json_line("three"));
+  TokenizeOptions o;
+  o.inputs = {d.file("c.jsonl")};
+  o.out_dir = d.file("out");
+  o.tokenizer = model;
+  o.sentencepiece.add_eos = true;
+  o.progress = false;
+  const TokenizeStats st = tokenize_corpus(o);
+  std::vector<int32_t> expect{1};
+  for (int32_t id : tok->encode("one two")) expect.push_back(id);
+  expect.push_back(1);
+  for (int32_t id : tok->encode("three")) expect.push_back(id);
+  CHECK(read_shards(st.shards) == expect);
 }

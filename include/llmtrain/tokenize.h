@@ -11,8 +11,14 @@
 // non-string text field, truncated or corrupt compressed stream) stops the run with an InputError
 // naming file and line, and removes every shard this run wrote; with skip_bad, bad JSON lines and
 // records are counted and skipped instead (a broken compressed stream always stops the run).
+// Finished shards are listed, with the input position reached, in <name>_tokenize_progress.json;
+// a run that was killed is continued by running the same command again (same options and
+// unchanged inputs), giving the same shards as an uninterrupted run. A finished run writes
+// <name>_manifest.json (tokenizer, options, counts, sources and shards with SHA-256) and removes
+// the progress file.
 #pragma once
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -37,7 +43,15 @@ struct TokenizeOptions {
   bool skip_bad = false;
   bool overwrite = false;  // replace existing <name>_{val,train}_*.bin in out_dir (else InputError)
   int64_t max_docs = -1;   // stop after this many documents (-1 = all)
-  bool progress = true;    // log progress lines while running
+  bool progress = true;    // progress bar on a terminal (else a log line every 30 s)
+  // Tests only: after this many finished shards, stop as a kill would (throws TokenizeInterrupted,
+  // leaving the finished shards and the progress file for a rerun). -1 = never.
+  int64_t interrupt_after_shards = -1;
+};
+
+// Thrown by tokenize_corpus() when TokenizeOptions::interrupt_after_shards is reached.
+struct TokenizeInterrupted : std::exception {
+  const char* what() const noexcept override { return "tokenize: interrupted (test hook)"; }
 };
 
 struct TokenizeStats {
@@ -50,6 +64,9 @@ struct TokenizeStats {
   int token_bytes = 2;
   std::vector<std::string> shards;  // paths written, val first
   double seconds = 0;
+  std::string manifest;             // path of the JSON manifest
+  bool resumed = false;             // continued an interrupted run
+  uint64_t resumed_tokens = 0;      // tokens that were already in finished shards then
 };
 
 TokenizeStats tokenize_corpus(const TokenizeOptions& opts);
@@ -57,5 +74,7 @@ TokenizeStats tokenize_corpus(const TokenizeOptions& opts);
 // Shard file names, so that callers and tests agree with the writer.
 std::string val_shard_path(const std::string& out_dir, const std::string& name);
 std::string train_shard_path(const std::string& out_dir, const std::string& name, int index);
+// <out_dir>/<name>_manifest.json: tokenizer, options, counts, sources and shards with SHA-256.
+std::string manifest_path(const std::string& out_dir, const std::string& name);
 
 }  // namespace llmtrain

@@ -40,6 +40,9 @@ std::unique_ptr<Tokenizer> make_gpt2_tokenizer(const std::string& dir);
 struct SentencePieceOptions {
   bool add_bos = true;   // documents start with BOS (the delimiter); false: EOS is the delimiter instead
   bool add_eos = false;  // documents also end with EOS (doc_end()), when add_bos
+  // A model without a BOS piece (T5's spiece.model) delimits documents with EOS instead of failing
+  // when add_bos is asked for; EOS then starts every document and add_eos has no further effect.
+  bool eos_without_bos = true;
 };
 std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& model_path,
                                                         const SentencePieceOptions& opts = {});

@@ -56,7 +56,7 @@ Command add_tokenize_command(CLI::App& app) {
   struct Opts {
     TokenizeOptions t;
     std::string val_tokens = "0", shard_tokens = "100M", separator;
-    bool eos = false;
+    bool eos = false, no_bos = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("tokenize", "Tokenize text / jsonl / Parquet corpora into llm.c token shards");
@@ -66,7 +66,9 @@ Command add_tokenize_command(CLI::App& app) {
       "compressed text and jsonl are read as streams. Directories are read recursively, in sorted order.\n"
       "Output: OUT/NAME_val_000000.bin (the first documents, at least --val-tokens tokens) and\n"
       "OUT/NAME_train_000001.bin, ... (--shard-tokens each). Every document starts with the delimiter\n"
-      "(GPT-2 <|endoftext|> 50256, SentencePiece BOS).\n\n"
+      "(GPT-2 <|endoftext|> 50256, SentencePiece BOS). OUT/NAME_manifest.json lists tokenizer, counts,\n"
+      "sources and shards with SHA-256. An interrupted run (killed, Ctrl-C) continues where it stopped\n"
+      "when the same command is run again; --overwrite starts over.\n\n"
       "Examples:\n"
       "  llmtrain tokenize corpus.jsonl.zst --out data/mycorpus --name mycorpus --val-tokens 10M\n"
       "  llmtrain tokenize books/ --out data/books --doc-separator '\\n\\n\\n' --shard-tokens 50M\n"
@@ -88,12 +90,15 @@ Command add_tokenize_command(CLI::App& app) {
   sub->add_flag("--skip-bad", o->t.skip_bad, "Skip malformed JSON lines and records without text (counted) instead of stopping");
   sub->add_flag("--overwrite", o->t.overwrite, "Replace existing shards of the same name in the output directory");
   sub->add_flag("--eos", o->eos, "SentencePiece: also end every document with EOS");
+  sub->add_flag("--no-bos", o->no_bos,
+                "SentencePiece: start every document with EOS instead of BOS (automatic for models without BOS, e.g. T5)");
   return {sub, [o]() {
             TokenizeOptions t = o->t;
             t.val_tokens = parse_count("--val-tokens", o->val_tokens);
             t.shard_tokens = parse_count("--shard-tokens", o->shard_tokens);
             t.doc_separator = unescape(o->separator);
             t.sentencepiece.add_eos = o->eos;
+            t.sentencepiece.add_bos = !o->no_bos;
             TokenizeStats st = tokenize_corpus(t);
             const double mb = st.text_bytes / 1e6;
             std::printf("tokenize: %llu file(s), %llu documents", (unsigned long long)st.files, (unsigned long long)st.docs);
@@ -114,6 +119,8 @@ Command add_tokenize_command(CLI::App& app) {
               }
               std::printf("  %s\n", st.shards[i].c_str());
             }
+            std::printf("tokenize: manifest %s%s\n", st.manifest.c_str(),
+                        st.resumed ? " (resumed an interrupted run)" : "");
             if (st.train_tokens == 0) spdlog::warn("no train shard written: all documents went to the validation shard");
             return 0;
           }};

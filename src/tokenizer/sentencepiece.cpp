@@ -19,16 +19,20 @@ class SentencePieceTokenizer final : public Tokenizer {
     auto st = sp_.Load(path);
     if (!st.ok()) throw InputError(path + ": not a SentencePiece model: " + st.ToString());
     const int bos = sp_.bos_id(), eos = sp_.eos_id();
-    if (opts.add_bos) {
+    if (opts.add_bos && bos < 0 && opts.eos_without_bos && eos >= 0) {
+      opts_.add_bos = false;  // T5-style model (no BOS piece): EOS delimits the documents
+      opts_.add_eos = false;
+      delim_ = eos;
+    } else if (opts.add_bos) {
       if (bos < 0) throw InputError(path + ": the model has no BOS piece, needed as the document delimiter (add_bos)");
       delim_ = bos;
     } else {
       if (eos < 0) throw InputError(path + ": the model has no EOS piece to delimit documents with (add_bos is off)");
       delim_ = eos;
     }
-    if (opts.add_eos) {
+    if (opts_.add_eos) {
       if (eos < 0) throw InputError(path + ": the model has no EOS piece (add_eos)");
-      if (opts.add_bos) end_ = eos;  // without BOS, EOS already starts every document
+      if (opts_.add_bos) end_ = eos;  // without BOS, EOS already starts every document
     }
     for (int id = 0; id < sp_.GetPieceSize(); ++id)
       if (sp_.IsControl(id) && !sp_.IdToPiece(id).empty()) controls_.emplace_back(sp_.IdToPiece(id), id);
