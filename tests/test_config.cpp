@@ -117,3 +117,19 @@ TEST_CASE("load_config reports unreadable and malformed files", "[config]") {
   std::ofstream(p) << "{\"model\": ";
   CHECK_THROWS_WITH(load_config(p), Catch::Contains("invalid JSON"));
 }
+
+TEST_CASE("the resolved config loads back to the same config, with or without a preset", "[config]") {
+  json with_preset = base();
+  json explicit_model = base();
+  explicit_model["model"] = json::parse(R"({"arch": "llama", "n_layer": 2, "n_embd": 32, "n_head": 4,
+                                            "n_kv_head": 2, "vocab_size": 300, "max_seq_len": 64})");
+  explicit_model["data"]["delimiter"] = 0;
+  for (const json& j : {with_preset, explicit_model}) {
+    RunConfig a = config_from_json(j, "cfg.json");
+    // Checkpoints store `resolved` in state.json and load it with config_from_json.
+    RunConfig b = config_from_json(a.resolved, "state.json");
+    CHECK(b.resolved == a.resolved);
+    CHECK(b.model.arch == a.model.arch);
+    CHECK(b.model.n_kv_head == a.model.n_kv_head);
+  }
+}

@@ -1,13 +1,14 @@
 // Distributed plumbing: environment parsing (launch/torchrun, srun, mpirun), the TCP rendezvous
 // store under concurrent clients and timeouts, the Gloo communicator with 2 and 4 ranks as threads
 // of this process (each with its own Gloo context over loopback, rendezvous through our store),
-// and the communicator factory's choices and errors.
+// the communicator factory's choices and errors, and ZeRO-1's sharding plan and its exactness.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -16,8 +17,11 @@
 #include <thread>
 
 #include "dist/tcp_store.h"
+#include "dist/zero.h"
 #include "llmtrain/comm.h"
 #include "llmtrain/error.h"
+#include "llmtrain/optim.h"
+#include "llmtrain/rng.h"
 #if LLMTRAIN_HAVE_GLOO
 #include "dist/gloo_comm.h"
 #endif
@@ -397,12 +401,31 @@ TEST_CASE("communicator factory: choices and errors", "[dist]") {
   DistEnv two;
   two.world = 2;
   two.local_world = 2;
+#if !LLMTRAIN_HAVE_NCCL
   CHECK_THAT(input_error_of([&] { make_communicator("nccl", two); }), Contains("nccl"));
+#endif
   CHECK_THAT(input_error_of([&] { make_communicator("single", two); }), Contains("single"));
 #if !LLMTRAIN_HAVE_GLOO
   CHECK_THAT(input_error_of([&] { make_communicator("gloo", two); }), Contains("without Gloo"));
 #endif
 }
+
+#if LLMTRAIN_HAVE_NCCL
+TEST_CASE("communicator factory: nccl is built in and fails cleanly without a GPU or without rank 0", "[dist]") {
+  // Rank 1 of 2 through a store where rank 0 never publishes the unique id: without a GPU it stops
+  // at the device check, with one it times out waiting for the id; either way a RuntimeError.
+  TcpStoreServer server(0, "127.0.0.1");
+  ScopedEnv env({{"LLMTRAIN_STORE", "127.0.0.1:" + std::to_string(server.port())}, {"LLMTRAIN_DIST_TIMEOUT", "1"}});
+  DistEnv e;
+  e.rank = 1;
+  e.world = 2;
+  e.local_rank = 1;
+  e.local_world = 2;
+  const std::string msg = runtime_error_of([&] { make_communicator("nccl", e); });
+  INFO(msg);
+  CHECK((msg.find("no CUDA device") != std::string::npos || msg.find("nccl_unique_id") != std::string::npos));
+}
+#endif
 
 #if LLMTRAIN_HAVE_GLOO
 
@@ -553,6 +576,176 @@ TEST_CASE("communicator factory: gloo through the launcher's store and through r
       CHECK(x == 3.f);
       c->barrier();  // rank 0 keeps the store up until everyone is through
     });
+  }
+}
+
+#endif  // LLMTRAIN_HAVE_GLOO
+
+// ---------------------------------------------------------------- ZeRO-1
+
+
+namespace {
+
+// A few tensors in one contiguous buffer, like a model's: matrices of different shapes and some
+// vectors, with weights initialised from a seed.
+struct ToyParams {
+  std::vector<ParamInfo> infos;
+  std::vector<float> w, g;
+  ToyParams() {
+    add("emb", ParamRole::embedding, {40, 8});
+    add("ln", ParamRole::norm_gain, {8});
+    add("h.0.up", ParamRole::hidden_matrix, {96, 8});  // tall and large: RMNP splits it at every world size
+    add("h.0.down", ParamRole::hidden_matrix, {8, 24});
+    add("h.1.sq", ParamRole::hidden_matrix, {16, 16});
+    add("h.1.bias", ParamRole::bias, {24});
+    add("h.1.tall", ParamRole::hidden_matrix, {33, 5});
+    w.resize(total);
+    g.resize(total);
+    Rng r(99);
+    for (auto& x : w) x = 0.1f * (float)r.normal();
+  }
+  void add(const std::string& name, ParamRole role, std::vector<int64_t> shape) {
+    ParamInfo p;
+    p.name = name;
+    p.role = role;
+    p.shape = shape;
+    p.numel = 1;
+    for (int64_t d : shape) p.numel *= (size_t)d;
+    p.offset = total;
+    total += p.numel;
+    infos.push_back(p);
+  }
+  // The matrices (matrix optimizers) or every tensor (adamw).
+  std::vector<ParamRef> refs(bool matrices_only) {
+    std::vector<ParamRef> out;
+    for (const auto& p : infos)
+      if (!matrices_only || p.role == ParamRole::hidden_matrix) out.push_back({&p, w.data() + p.offset, g.data() + p.offset});
+    return out;
+  }
+  size_t total = 0;
+};
+
+}  // namespace
+
+TEST_CASE("zero1: every element of a group is owned by exactly one rank, in whole rows or matrices", "[dist][zero]") {
+  for (const std::string type : {"adamw", "rmnp", "muon"}) {
+    const bool matrices_only = type != "adamw";
+    for (int world = 1; world <= 5; ++world) {
+      CAPTURE(type, world);
+      ToyParams t;
+      const auto all = t.refs(matrices_only);
+      size_t group_total = 0;
+      for (const auto& p : all) group_total += p.info->numel;
+      std::vector<int> owner(t.total, -1);
+      size_t min_owned = SIZE_MAX, max_owned = 0;
+      for (int r = 0; r < world; ++r) {
+        dist::Zero1 z(r, world);
+        const auto mine = z.shard_group("g", type, all);
+        size_t n = 0;
+        for (const auto& p : mine) {
+          const size_t at = (size_t)(p.w - t.w.data());
+          REQUIRE(p.g == t.g.data() + at);
+          REQUIRE(p.info->offset == at);
+          n += p.info->numel;
+          for (size_t j = 0; j < p.info->numel; ++j) {
+            CHECK(owner[at + j] == -1);
+            owner[at + j] = r;
+          }
+          const ParamInfo& whole = p.whole ? *p.whole : *p.info;
+          CHECK(p.info->name == whole.name);
+          CHECK(p.info->role == whole.role);
+          if (type == "muon") CHECK(p.whole == nullptr);  // whole matrices only
+          if (type == "rmnp") {
+            REQUIRE(p.info->shape.size() == 2);
+            CHECK(p.info->cols() == whole.cols());
+            CHECK((at - whole.offset) % (size_t)whole.cols() == 0);  // starts at a row
+          }
+        }
+        CHECK(n == z.owned(r));
+        for (int q = 0; q < world; ++q) {  // every rank computes the same plan for every rank
+          dist::Zero1 other(q, world);
+          other.shard_group("g", type, all);
+          CHECK(other.owned(r) == z.owned(r));
+        }
+        min_owned = std::min(min_owned, n);
+        max_owned = std::max(max_owned, n);
+      }
+      for (const auto& p : all)
+        for (size_t j = 0; j < p.info->numel; ++j) CHECK(owner[p.info->offset + j] >= 0);
+      if (type == "adamw") CHECK(max_owned - min_owned <= 1);
+      if (type == "rmnp") CHECK(max_owned <= group_total / world + 24);  // within one row (the widest, 24)
+      if (type == "muon" && world == 2) CHECK(max_owned - min_owned <= 24 * 8);  // greedy by size
+    }
+  }
+}
+
+TEST_CASE("zero1: optimizers whose update couples tensors are refused by name", "[dist][zero]") {
+  ToyParams t;
+  dist::Zero1 z(0, 2);
+  CHECK_THAT(input_error_of([&] { z.shard_group("matrix", "lowrank_muon", t.refs(true)); }),
+             Contains("optimizer.matrix.type: lowrank_muon"));
+  CHECK_THAT(input_error_of([&] { z.shard_group("matrix", "newton_muon", t.refs(true)); }), Contains("run.zero=0"));
+  CHECK_THROWS_AS(dist::Zero1(2, 2), RuntimeError);
+}
+
+#if LLMTRAIN_HAVE_GLOO
+
+TEST_CASE("zero1: sharded optimizers over gloo give bitwise the unsharded weights, state split exactly", "[dist][zero]") {
+  const int steps = 4;
+  for (const std::string type : {"adamw", "rmnp", "muon", "polargrad"}) {
+    for (int world : {2, 3}) {
+      CAPTURE(type, world);
+      const bool matrices_only = type != "adamw";
+      GroupConfig cfg;
+      cfg.name = "g";
+      cfg.type = type;
+      cfg.lr = type == "adamw" ? 0.01f : 0.02f;
+      cfg.weight_decay = 0.1f;
+      // The same gradients on every rank (after the all-reduce they are), new ones each step.
+      auto fill_grads = [](ToyParams& t, int step) {
+        Rng r(1000 + step);
+        for (auto& x : t.g) x = (float)r.normal();
+      };
+      // Reference: one process, full state.
+      ToyParams ref;
+      auto ref_opt = make_optimizer(cfg, ref.refs(matrices_only), 5);
+      for (int s = 1; s <= steps; ++s) {
+        fill_grads(ref, s);
+        ref_opt->step(ref.refs(matrices_only), cfg.lr, s);
+      }
+      size_t ref_state = 0;
+      for (const auto& st : ref_opt->state()) ref_state += st.numel;
+
+      std::vector<std::vector<float>> final_w(world);
+      std::vector<size_t> state_numel(world, 0);
+      std::vector<size_t> owned(world, 0);
+      with_gloo_ranks(world, "zero/" + type + std::to_string(world) + "/", [&](int r, Communicator& c) {
+        ToyParams t;
+        dist::Zero1 z(r, world);
+        const auto all = t.refs(matrices_only);
+        const auto mine = z.shard_group(cfg.name, cfg.type, all);
+        auto opt = make_optimizer(cfg, mine, 5);
+        for (int s = 1; s <= steps; ++s) {
+          fill_grads(t, s);
+          opt->step(mine, cfg.lr, s);
+          z.all_gather_weights(c);
+        }
+        for (const auto& st : opt->state()) state_numel[r] += st.numel;
+        owned[r] = z.owned(r);
+        final_w[r] = t.w;
+      });
+      size_t sum_state = 0;
+      for (int r = 0; r < world; ++r) {
+        CAPTURE(r);
+        CHECK(std::memcmp(final_w[r].data(), ref.w.data(), ref.w.size() * sizeof(float)) == 0);
+        sum_state += state_numel[r];
+        CHECK(owned[r] > 0);
+        CHECK(state_numel[r] < ref_state);
+      }
+      CHECK(sum_state == ref_state);  // exactly sharded: no rank duplicates any state
+      // And the weights did move (the comparison above is not of untouched buffers).
+      CHECK(std::memcmp(ToyParams().w.data(), ref.w.data(), ref.w.size() * sizeof(float)) != 0);
+    }
   }
 }
 

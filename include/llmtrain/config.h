@@ -63,6 +63,7 @@ struct RunSection {
   int checkpoint_every = 0;     // 0 = only at the end
   int keep_last = 2;
   int diagnostics_every = 0;    // optimizer diagnostics (dominance ratios) every N steps, 0 = off
+  int zero = 0;                 // ZeRO stage: 0 = full optimizer state on every rank, 1 = sharded
 };
 
 struct RunConfig {

@@ -26,6 +26,13 @@ struct ParamRef {
   const ParamInfo* info = nullptr;
   float* w = nullptr;
   float* g = nullptr;
+  // ZeRO-1 (src/dist/zero.h): when `info` describes a slice of a model tensor (some of its rows,
+  // or a flat range), the whole tensor; null otherwise. Shape-dependent scales use it.
+  const ParamInfo* whole = nullptr;
+  // Device optimizers (make_optimizer with on_device): w and g are device pointers, and w_bf16,
+  // when not null, is the device bf16 working copy of w, rewritten (round to nearest) by the same
+  // pass that updates w.
+  void* w_bf16 = nullptr;
 };
 
 // One buffer of optimizer state, saved to / restored from the checkpoint under "<group>/<name>".
@@ -35,7 +42,14 @@ struct StateTensor {
   std::vector<int64_t> shape;
   float* data = nullptr;
   size_t numel = 0;
+  bool on_device = false;  // data is a device pointer (copy with copy_state_to_host / _from_host)
 };
+
+// Copies the numel floats of a state tensor to / from host memory, wherever the tensor lives. For
+// device state the device is synchronised first (pending updates land before the copy) and after
+// an upload (the next update sees the loaded values). InputError on a build without CUDA.
+void copy_state_to_host(const StateTensor& s, float* host);
+void copy_state_from_host(const StateTensor& s, const float* host);
 
 // ---- learning-rate schedules ----
 // lr(step) = base_lr * factor(step), step counted from 0 (the first update uses step 0).
@@ -101,9 +115,19 @@ class Optimizer {
   virtual void observe_inputs(const ParamInfo& info, const float* z, int64_t rows, int64_t cols) {}
   // Diagnostics (diagonal-dominance ratios) computed from the current momentum; null if none.
   virtual nlohmann::json diagnostics() { return nullptr; }
+  // Device optimizers: whether state and ParamRefs are device memory, and the CUDA stream
+  // (a cudaStream_t; default the legacy stream) every update is enqueued on. step() does not
+  // synchronise; a caller reading weights on another stream orders it after this one.
+  virtual bool on_device() const { return false; }
+  virtual void set_stream(void* cuda_stream) {}
 };
 
 // `seed` drives any randomness (low-rank sketches) deterministically.
 std::unique_ptr<Optimizer> make_optimizer(const GroupConfig& cfg, const std::vector<ParamRef>& params, uint64_t seed);
+// on_device = true: the CUDA twin of the same optimizer (same options, same state names and shapes,
+// so checkpoints are interchangeable); params hold device fp32 pointers and state lives on the
+// current device. InputError "this build has no CUDA" on a CPU-only build.
+std::unique_ptr<Optimizer> make_optimizer(const GroupConfig& cfg, const std::vector<ParamRef>& params, uint64_t seed,
+                                          bool on_device);
 
 }  // namespace llmtrain

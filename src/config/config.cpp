@@ -146,14 +146,14 @@ RunSection parse_run(const json& j, const std::string& file) {
   r.checkpoint_every = (int)s.get_int("checkpoint_every", 0, 0, 1 << 30);
   r.keep_last = (int)s.get_int("keep_last", 2, 1, 1 << 20);
   r.diagnostics_every = (int)s.get_int("diagnostics_every", 0, 0, 1 << 30);
+  r.zero = (int)s.get_int("zero", 0, 0, 1);
   s.finish();
   return r;
 }
 
 json model_to_json(const ModelConfig& m) {
-  return json{{"arch", m.arch},
-              {"preset", m.preset},
-              {"n_layer", m.n_layer},
+  json j{{"arch", m.arch},
+         {"n_layer", m.n_layer},
               {"n_embd", m.n_embd},
               {"n_head", m.n_head},
               {"n_kv_head", m.n_kv_head},
@@ -167,6 +167,9 @@ json model_to_json(const ModelConfig& m) {
               {"rope_theta", m.rope_theta},
               {"scale_attn_by_inverse_layer_idx", m.scale_attn_by_inverse_layer_idx},
               {"init_std", m.init_std}};
+  // Every field is explicit, so the preset is informational; an empty one would not load back.
+  if (!m.preset.empty()) j["preset"] = m.preset;
+  return j;
 }
 
 }  // namespace
@@ -269,7 +272,8 @@ RunConfig config_from_json(json j, const std::string& source) {
                       {"sample_temperature", c.run.sample_temperature},
                       {"checkpoint_every", c.run.checkpoint_every},
                       {"keep_last", c.run.keep_last},
-                      {"diagnostics_every", c.run.diagnostics_every}}}};
+                      {"diagnostics_every", c.run.diagnostics_every},
+                      {"zero", c.run.zero}}}};
   return c;
 }
 

@@ -10,8 +10,50 @@
 #if LLMTRAIN_HAVE_GLOO
 #include "dist/gloo_comm.h"
 #endif
+#if LLMTRAIN_HAVE_NCCL
+#include "cuda/nccl_comm.h"
+#endif
 
 namespace llmtrain {
+
+#if LLMTRAIN_HAVE_GLOO || LLMTRAIN_HAVE_NCCL
+namespace {
+
+// The rendezvous of one communicator: the store (hosted here when this is rank 0 and no launcher
+// hosts it) and the key prefix of this attempt and communicator.
+struct Rendezvous {
+  std::unique_ptr<dist::TcpStoreServer> server;
+  std::shared_ptr<dist::TcpStoreClient> store;
+  std::string prefix;
+  std::string host;  // the store's host
+  std::string where;
+  dist::Millis timeout;
+};
+
+Rendezvous rendezvous(const std::string& kind, const DistEnv& env) {
+  using namespace dist;
+  Rendezvous rv;
+  const StoreEndpoint ep = store_endpoint_from_environment(env.rank, env.master_addr, env.master_port);
+  rv.timeout = dist_timeout_from_environment();
+  // Rank 0 hosts the store unless the launcher does; when the port is taken already, someone
+  // else (a store started by hand, say) serves it, and the handshake will tell if it is ours.
+  if (ep.host_here) rv.server = TcpStoreServer::try_start(ep.port);
+  rv.store = rv.server ? std::make_shared<TcpStoreClient>("127.0.0.1", rv.server->port(), rv.timeout)
+                       : std::make_shared<TcpStoreClient>(ep.host, ep.port, rv.timeout);
+  // Keys of this attempt and of this process's n-th communicator (all ranks create theirs in the
+  // same order), so neither a restarted job nor a second communicator reads stale addresses.
+  const std::string attempt = "llmtrain/r" + std::to_string(restart_count_from_environment()) + "/";
+  const int64_t seq = rv.store->add(attempt + "seq/rank" + std::to_string(env.rank), 1);
+  rv.prefix = attempt + kind + std::to_string(seq) + "/";
+  rv.host = ep.host;
+  rv.where = ep.host + ":" + std::to_string(ep.port);
+  spdlog::debug("{}: rank {}/{} rendezvous through store {} (prefix {})", kind, env.rank, env.world, rv.where,
+                rv.prefix);
+  return rv;
+}
+
+}  // namespace
+#endif
 
 std::unique_ptr<Communicator> make_communicator(const std::string& kind, const DistEnv& env) {
   if (kind != "single" && kind != "gloo" && kind != "nccl")
@@ -21,35 +63,36 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind, const D
     throw InputError("rank " + std::to_string(env.rank) + " is not below the world size " + std::to_string(env.world));
   if (kind == "single")
     throw InputError("communicator 'single' cannot serve a world of " + std::to_string(env.world) + " ranks");
-  if (kind == "nccl")
-    throw InputError("communicator 'nccl' is not built in: this llmtrain has no NCCL data-parallel backend yet, "
-                     "so the CUDA backend runs one process only (use run.backend=cpu for Gloo data parallelism)");
+  if (kind == "nccl") {
+#if LLMTRAIN_HAVE_NCCL
+    Rendezvous rv = rendezvous("nccl", env);
+    dist::NcclOptions o;
+    o.rank = env.rank;
+    o.world = env.world;
+    o.local_rank = env.local_rank;
+    o.store = std::move(rv.store);
+    o.server = std::move(rv.server);
+    o.prefix = rv.prefix;
+    o.timeout = rv.timeout;
+    return dist::make_nccl_communicator(std::move(o));
+#else
+    throw InputError("communicator 'nccl' is not built in: this llmtrain was built without CUDA and NCCL, so it "
+                     "cannot run " + std::to_string(env.world) + " GPU ranks (use run.backend=cpu for Gloo data "
+                     "parallelism)");
+#endif
+  }
 #if LLMTRAIN_HAVE_GLOO
-  using namespace dist;
-  const StoreEndpoint ep = store_endpoint_from_environment(env.rank, env.master_addr, env.master_port);
-  const Millis timeout = dist_timeout_from_environment();
-  std::unique_ptr<TcpStoreServer> server;
-  // Rank 0 hosts the store unless the launcher does; when the port is taken already, someone
-  // else (a store started by hand, say) serves it, and the handshake will tell if it is ours.
-  if (ep.host_here) server = TcpStoreServer::try_start(ep.port);
-  auto store = server ? std::make_shared<TcpStoreClient>("127.0.0.1", server->port(), timeout)
-                      : std::make_shared<TcpStoreClient>(ep.host, ep.port, timeout);
-  // Keys of this attempt and of this process's n-th communicator (all ranks create theirs in the
-  // same order), so neither a restarted job nor a second communicator reads stale addresses.
-  const std::string attempt = "llmtrain/r" + std::to_string(restart_count_from_environment()) + "/";
-  const int64_t seq = store->add(attempt + "seq/rank" + std::to_string(env.rank), 1);
-  GlooOptions o;
+  Rendezvous rv = rendezvous("gloo", env);
+  dist::GlooOptions o;
   o.rank = env.rank;
   o.world = env.world;
-  o.store = store;
-  o.server = std::move(server);
-  o.prefix = attempt + "gloo" + std::to_string(seq) + "/";
-  o.timeout = timeout;
-  if (auto iface = env_get("GLOO_SOCKET_IFNAME")) o.iface = *iface;
+  o.store = std::move(rv.store);
+  o.server = std::move(rv.server);
+  o.prefix = rv.prefix;
+  o.timeout = rv.timeout;
+  if (auto iface = dist::env_get("GLOO_SOCKET_IFNAME")) o.iface = *iface;
   // On one node, loopback; across nodes, the address that routes to the store's host.
-  o.peer_host = env.world == env.local_world ? "127.0.0.1" : ep.host;
-  spdlog::debug("gloo: rank {}/{} rendezvous through store {}:{} (prefix {})", env.rank, env.world, ep.host, ep.port,
-                o.prefix);
+  o.peer_host = env.world == env.local_world ? "127.0.0.1" : rv.host;
   return make_gloo_communicator(std::move(o));
 #else
   throw InputError("communicator 'gloo' is not built in: this llmtrain was built without Gloo "

@@ -495,9 +495,15 @@ int run_launcher(const LaunchSpec& spec) {
       }
       std::vector<Worker*> exited;
       reap(workers, &exited);
+      // Several failures seen in one check: a worker killed by a signal is named first (the others
+      // usually exited because they lost it as a peer), then the lowest rank.
+      auto named_before = [](const Worker* a, const Worker* b) {
+        const bool sa = WIFSIGNALED(a->status), sb = WIFSIGNALED(b->status);
+        return sa != sb ? sa : a->rank < b->rank;
+      };
       const Worker* failed = nullptr;
       for (const Worker* w : exited)
-        if (w->status != 0 && (!failed || w->rank < failed->rank)) failed = w;
+        if (w->status != 0 && (!failed || named_before(w, failed))) failed = w;
       if (failed) {
         outcome = Outcome::kLocalFailure;
         fail_code = exit_code_of(failed->status);

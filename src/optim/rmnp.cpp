@@ -14,7 +14,10 @@ namespace {
 class Rmnp : public MatrixOptimizer {
  public:
   Rmnp(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& params)
-      : MatrixOptimizer(cfg, o, params), eps_(o.at("eps").get<float>()) {}
+      : MatrixOptimizer(cfg, o, params), eps_(o.at("eps").get<float>()) {
+    // Under ZeRO-1 a tensor may be a block of rows of a matrix; its scale is the whole matrix's.
+    for (const auto& p : params) scale_rows_.push_back(p.whole ? p.whole->rows() : p.info->rows());
+  }
   std::string type() const override { return "rmnp"; }
 
   void step(const std::vector<ParamRef>& params, float lr, int64_t step) override {
@@ -26,12 +29,13 @@ class Rmnp : public MatrixOptimizer {
       float* u = scratch(2, m_[i].size());
       momentum_step(i, params[i].g, u);
       normalize_rows(u, rows, cols, eps_, u);
-      apply_update(params[i], u, lr, orth_scale("max1", rows, cols));
+      apply_update(params[i], u, lr, orth_scale("max1", scale_rows_[i], cols));
     }
   }
 
  private:
   float eps_;
+  std::vector<int64_t> scale_rows_;
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 // CheckpointManager (atomic directory) and read back with strict shape and config checks.
 #include "train/checkpoint_io.h"
 
+#include <deque>
 #include <filesystem>
 #include <fstream>
 
@@ -58,9 +59,17 @@ std::string save_checkpoint(CheckpointManager& mgr, const TrainState& st, const 
     if (rank == 0) write_model_safetensors((fs::path(dir) / "model.safetensors").string(), model, host.data(), cfg.resolved);
     std::vector<SafetensorsEntry> ts;
     json scalars = json::object();
+    std::deque<std::vector<float>> staged;  // host copies of device state, alive until written
     for (const auto& o : opts) {
-      for (const auto& s : o.opt->state())
-        ts.push_back({o.group + "/" + s.name, DType::F32, s.shape, s.data, s.numel * sizeof(float)});
+      for (const auto& s : o.opt->state()) {
+        const float* data = s.data;
+        if (s.on_device) {
+          staged.emplace_back(s.numel);
+          copy_state_to_host(s, staged.back().data());
+          data = staged.back().data();
+        }
+        ts.push_back({o.group + "/" + s.name, DType::F32, s.shape, data, s.numel * sizeof(float)});
+      }
       scalars[o.group] = {{"type", o.opt->type()}, {"state", o.opt->scalar_state()}};
     }
     write_safetensors((fs::path(dir) / ("optimizer_rank" + std::to_string(rank) + ".safetensors")).string(), ts,
@@ -70,6 +79,7 @@ std::string save_checkpoint(CheckpointManager& mgr, const TrainState& st, const 
              {"loader", st.loader},
              {"sample_rng", std::to_string(st.sample_rng)},
              {"optimizers", scalars},
+             {"zero", {{"stage", cfg.run.zero}, {"world", comm.world()}}},
              {"config", cfg.resolved},
              {"code_version", LLMTRAIN_VERSION}};
       write_file_atomic((fs::path(dir) / "state.json").string(), j.dump(2) + "\n");
@@ -92,7 +102,7 @@ std::string save_checkpoint(CheckpointManager& mgr, const TrainState& st, const 
 }
 
 TrainState load_checkpoint(const std::string& dir, const Model& model, Backend& backend,
-                           const std::vector<OptimizerView>& opts, const RunConfig& cfg, int rank) {
+                           const std::vector<OptimizerView>& opts, const RunConfig& cfg, int rank, int world) {
   std::string state_path = (fs::path(dir) / "state.json").string();
   json st;
   {
@@ -107,6 +117,18 @@ TrainState load_checkpoint(const std::string& dir, const Model& model, Backend& 
   // The model must be the same; everything else (steps, lr, eval cadence) may change on resume.
   if (st.contains("config") && st["config"].contains("model") && st["config"]["model"] != cfg.resolved["model"])
     throw InputError(state_path + ": checkpoint model config differs from " + cfg.source + " (model section)");
+  // ZeRO-1 optimizer state is split by a plan that depends on the world size: it resumes only as it was written.
+  {
+    const json z = st.value("zero", json::object());
+    const int was_stage = z.value("stage", 0), was_world = z.value("world", 1);
+    const bool was_sharded = was_stage == 1 && was_world > 1, sharded = cfg.run.zero == 1 && world > 1;
+    if ((was_sharded || sharded) && !(was_sharded && sharded && was_world == world))
+      throw InputError(state_path + ": the optimizer state was written with run.zero=" + std::to_string(was_stage) +
+                       " by " + std::to_string(was_world) + " rank(s); this run has run.zero=" +
+                       std::to_string(cfg.run.zero) + " and " + std::to_string(world) +
+                       " rank(s). Sharded (ZeRO-1) state resumes only with the same run.zero and number of ranks "
+                       "(see docs/distributed.md)");
+  }
 
   std::vector<float> host(model.num_params());
   read_model_safetensors((fs::path(dir) / "model.safetensors").string(), model, host.data());
@@ -124,7 +146,13 @@ TrainState load_checkpoint(const std::string& dir, const Model& model, Backend& 
     for (const auto& s : o.opt->state()) {
       std::string name = o.group + "/" + s.name;
       if (!r.contains(name)) throw InputError(opt_path + ": missing optimizer tensor " + name);
-      r.read_f32(name, s.data, s.numel);
+      if (s.on_device) {
+        std::vector<float> staged(s.numel);
+        r.read_f32(name, staged.data(), s.numel);
+        copy_state_from_host(s, staged.data());
+      } else {
+        r.read_f32(name, s.data, s.numel);
+      }
     }
     o.opt->load_scalar_state(scal[o.group]["state"]);
   }

@@ -39,8 +39,11 @@ std::vector<OptimizerView> groups_view(std::vector<G>& groups) {
 std::string save_checkpoint(CheckpointManager& mgr, const TrainState& st, const Model& model, Backend& backend,
                             const std::vector<OptimizerView>& opts, const RunConfig& cfg, Communicator& comm);
 // Loads weights into the backend and optimizer state into `opts`; checks the model config matches.
+// Optimizer state sharded with run.zero=1 resumes only with run.zero=1 and the same world size
+// (InputError naming both otherwise); state.json records {"zero": {"stage", "world"}}.
 TrainState load_checkpoint(const std::string& dir, const Model& model, Backend& backend,
-                           const std::vector<OptimizerView>& opts, const RunConfig& cfg, int rank = 0);
+                           const std::vector<OptimizerView>& opts, const RunConfig& cfg, int rank = 0,
+                           int world = 1);
 
 // Writes a model's fp32 weights with our names and full (padded) shapes.
 void write_model_safetensors(const std::string& path, const Model& model, const float* host_params,

@@ -26,6 +26,7 @@
 #include "llmtrain/rng.h"
 #include "llmtrain/safetensors.h"
 #include "llmtrain/tokenizer.h"
+#include "dist/zero.h"
 #include "train/checkpoint_io.h"
 
 namespace fs = std::filesystem;
@@ -40,6 +41,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 struct Group {
   GroupConfig cfg;
   std::vector<ParamRef> params;
+  std::vector<ParamRef> local;  // what this rank's optimizer updates: params, or its ZeRO-1 share
   std::unique_ptr<Optimizer> opt;
 };
 
@@ -61,8 +63,9 @@ std::string sample_text(Backend& backend, const Tokenizer* tok, const RunConfig&
 int train(const RunConfig& cfg, const TrainOptions& opts) {
   if (cfg.run.threads > 0) omp_set_num_threads(cfg.run.threads);
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
-  // Data parallelism: every rank holds the full model and optimizer, reads its own slice of each
-  // global batch, and sums gradients before clipping, so the update is the same on every rank.
+  // Data parallelism: every rank holds the full model and optimizer (with run.zero=1 only its shard
+  // of the optimizer state), reads its own slice of each global batch, and sums gradients before
+  // clipping, so the update is the same on every rank.
   DistEnv env = dist_env_from_environment();
   auto backend_kind = cfg.run.backend;
   std::unique_ptr<Communicator> comm = make_communicator(backend_kind == "cuda" ? "nccl" : "gloo", env);
@@ -100,6 +103,15 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
   for (const auto& p : model.layout().params())
     all.push_back(ParamRef{&p, backend->params() + p.offset, backend->grads() + p.offset});
   auto assigned = assign_groups(gcfgs, all);
+  // ZeRO-1: each rank keeps optimizer state for (and updates) only its share of every group, then
+  // the updated weights are all-gathered (src/dist/zero.h).
+  std::unique_ptr<dist::Zero1> zero;
+  if (cfg.run.zero == 1) {
+    if (backend->on_device())
+      throw InputError(cfg.source + ": run.zero: ZeRO-1 is implemented for the cpu backend only; use run.zero=0 with " +
+                       backend->name());
+    zero = std::make_unique<dist::Zero1>(rank, world);
+  }
   std::vector<Group> groups;
   for (size_t i = 0; i < gcfgs.size(); ++i) {
     if (assigned[i].empty()) continue;
@@ -109,13 +121,18 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
     if (world > 1 && g.cfg.type == "newton_muon")
       throw InputError(cfg.source + ": optimizer." + g.cfg.name +
                        ".type: newton_muon is single-process only for now (its input statistics are per rank)");
-    g.opt = make_optimizer(g.cfg, g.params, mix_seed(cfg.run.seed, 1000 + i));
+    g.local = zero ? zero->shard_group(g.cfg.name, g.cfg.type, g.params) : g.params;
+    // On the CUDA backend params/grads are device pointers: the device twin of each optimizer.
+    g.opt = make_optimizer(g.cfg, g.local, mix_seed(cfg.run.seed, 1000 + i), backend->on_device());
     size_t n = 0;
     for (const auto& r : g.params) n += r.info->numel;
     spdlog::info("optimizer group {}: {} lr {:g} wd {:g} | {} tensors, {:.2f}M parameters", g.cfg.name, g.opt->type(),
                  g.cfg.lr, g.cfg.weight_decay, g.params.size(), n / 1e6);
     groups.push_back(std::move(g));
   }
+  if (zero)
+    spdlog::info("ZeRO-1: rank {} holds the optimizer state of {:.2f}M of {:.2f}M parameters (largest share {:.2f}M)",
+                 rank, zero->owned(rank) / 1e6, model.num_params() / 1e6, zero->max_owned() / 1e6);
 
   // ---- data ----
   LoaderOptions lo;
@@ -154,7 +171,7 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
     throw InputError(cfg.run.dir + ": run directory already has checkpoints; pass --resume auto to continue or "
                      "--overwrite to start over");
   if (resume_dir) {
-    TrainState st = load_checkpoint(*resume_dir, model, *backend, groups_view(groups), cfg, rank);
+    TrainState st = load_checkpoint(*resume_dir, model, *backend, groups_view(groups), cfg, rank, world);
     step = st.step;
     train_loader.load_state(st.loader);
     sample_rng.set_state(st.sample_rng);
@@ -248,8 +265,9 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
     for (auto& g : groups) {
       float lr = schedule_lr(g.cfg.schedule, g.cfg.lr, step, total_steps);
       lrs[g.cfg.name] = lr;
-      g.opt->step(g.params, lr, step + 1);
+      g.opt->step(g.local, lr, step + 1);
     }
+    if (zero) zero->all_gather_weights(*comm);
     const double optim_s = seconds_since(to);
     ++step;
     ++steps_this_run;
