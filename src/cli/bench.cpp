@@ -16,30 +16,42 @@
 #include "llmtrain/trainer.h"
 #if defined(LLMTRAIN_HAVE_CUDA)
 #include "cuda/bench.h"
+#include "cuda/device.h"
+#endif
+#if defined(LLMTRAIN_HAVE_CUDA_BACKEND)
+#include "cuda/cuda_backend_bench.h"
 #endif
 
 namespace fs = std::filesystem;
 
 namespace llmtrain::cli {
 
+Command add_bench_optim_command(CLI::App* bench);  // src/cli/bench_optim.cpp
+
 Command add_bench_command(CLI::App& app) {
   struct Opts {
     std::string config;
     std::vector<std::string> sets;
     int steps = 10, warmup = 2;
+    bool fwd_bwd_only = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("bench", "Benchmarks: training throughput, GPU kernels");
   sub->require_subcommand(1);
   CLI::App* tr = sub->add_subcommand("train", "Tokens/s, step time and MFU of a config's training step");
-  tr->footer("Example:\n  llmtrain bench train configs/demo-gpt2-tiny.json --steps 10");
+  tr->footer("Examples:\n  llmtrain bench train configs/demo-gpt2-tiny.json --steps 10\n"
+             "  llmtrain bench train configs/paper/gpt2-small-owt-adamw.json --fwd-bwd-only");
   tr->add_option("config", o->config, "Run config (JSON)")->required()->check(CLI::ExistingFile);
   tr->add_option("--set", o->sets, "Override a config value (key.path=value)");
   tr->add_option("--steps", o->steps, "Timed steps")->check(CLI::PositiveNumber);
   tr->add_option("--warmup", o->warmup, "Untimed warm-up steps")->check(CLI::NonNegativeNumber);
+  tr->add_flag("--fwd-bwd-only", o->fwd_bwd_only,
+               "CUDA: time the backend's forward+backward on random tokens (no data files; a device optimizer update, when available, is timed separately)");
   CLI::App* gpu = sub->add_subcommand("gpu", "CUDA microbenchmarks (GEMM, copy bandwidth, kernels)");
   gpu->footer("Example:\n  llmtrain bench gpu");
-  return {sub, [o, tr, gpu]() {
+  const Command optim = add_bench_optim_command(sub);
+  return {sub, [o, tr, gpu, optim]() {
+            if (optim.app->parsed()) return optim.run();
             if (gpu->parsed()) {
 #if defined(LLMTRAIN_HAVE_CUDA)
               return cuda::run_gpu_microbench(std::cout);
@@ -48,6 +60,14 @@ Command add_bench_command(CLI::App& app) {
 #endif
             }
             (void)tr;
+            if (o->fwd_bwd_only) {
+#if defined(LLMTRAIN_HAVE_CUDA_BACKEND)
+              RunConfig c = load_config(o->config, o->sets);
+              return cuda::bench_forward_backward(c, o->config, o->steps, o->warmup, std::cout);
+#else
+              throw InputError("bench train --fwd-bwd-only: this build has no CUDA backend");
+#endif
+            }
             std::string dir = (fs::temp_directory_path() / ("llmtrain_bench_" + std::to_string(getpid()))).string();
             std::vector<std::string> sets = o->sets;
             sets.push_back("run.dir=\"" + dir + "\"");
@@ -90,6 +110,14 @@ Command add_bench_command(CLI::App& app) {
                                {"optim_ms", median(oms)},
                                {"gflops_per_token", model.flops_per_token(cfg.data.seq_len) / 1e9},
                                {"achieved_tflops", tok_s * model.flops_per_token(cfg.data.seq_len) / 1e12}};
+#if defined(LLMTRAIN_HAVE_CUDA)
+            if (cfg.run.backend == "cuda") {
+              const cuda::DeviceInfo dev = cuda::device_info();
+              out["device"] = dev.name;
+              out["peak_bf16_tflops"] = dev.peak_bf16_tflops;
+              out["mfu"] = dev.peak_bf16_tflops > 0 ? out["achieved_tflops"].get<double>() / dev.peak_bf16_tflops : 0.0;
+            }
+#endif
             std::printf("%s\n", out.dump(2).c_str());
             return 0;
           }};

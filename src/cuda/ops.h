@@ -67,7 +67,8 @@ void rmsnorm_backward(bf16* dinp, float* dweight, const bf16* dout, const bf16* 
 // ---- bias gradient: dbias[OC] += sum_n dout[n, oc]. scratch: colsum_scratch_bytes(OC, 1). ----
 void bias_grad(float* dbias, const bf16* dout, int N, int OC, void* scratch, cudaStream_t stream);
 
-// ---- matmul (Linear) through cuBLASLt, weights [OC, C] (see src/cuda/matmul.cu for the mapping) ----
+// ---- matmul (Linear) through cuBLASLt, weights [OC, C] (see src/cuda/matmul.cu for the mapping).
+// Any C and OC (multiples of 8 are the fast path); the bias gradient needs OC % 8 == 0. ----
 // out[N,OC] = inp[N,C] @ weight[OC,C]^T (+ bias[OC]). With gelu_pre != nullptr the GELU (tanh)
 // epilogue is fused: gelu_pre receives the pre-activation (inp @ W^T + bias) and out = gelu(pre).
 void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int C, int OC,

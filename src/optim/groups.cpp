@@ -183,20 +183,23 @@ std::vector<std::vector<ParamRef>> assign_groups(const std::vector<GroupConfig>&
   return out;
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const GroupConfig& cfg, const std::vector<ParamRef>& params, uint64_t seed) {
+nlohmann::json checked_type_options(const GroupConfig& cfg) {
   // Re-read the options through the same checks (defaults filled in, unknown keys rejected), so a
   // GroupConfig built by hand behaves exactly like one from a config file.
   nlohmann::json opts = nlohmann::json::object();
-  {
-    nlohmann::json in = cfg.options.is_null() ? nlohmann::json::object() : cfg.options;
-    JsonSection s(in, "optimizer." + cfg.name, "optimizer config");
-    for (auto it = in.begin(); it != in.end(); ++it)
-      if (is_common_key(it.key())) s.get_raw(it.key());  // tolerated: GroupConfig already holds them
-    if (std::find(optimizer_types().begin(), optimizer_types().end(), cfg.type) == optimizer_types().end())
-      throw InputError("optimizer." + cfg.name + ".type: unknown optimizer type \"" + cfg.type + "\"");
-    read_type_options(cfg.type, s, opts);
-    s.finish();
-  }
+  nlohmann::json in = cfg.options.is_null() ? nlohmann::json::object() : cfg.options;
+  JsonSection s(in, "optimizer." + cfg.name, "optimizer config");
+  for (auto it = in.begin(); it != in.end(); ++it)
+    if (is_common_key(it.key())) s.get_raw(it.key());  // tolerated: GroupConfig already holds them
+  if (std::find(optimizer_types().begin(), optimizer_types().end(), cfg.type) == optimizer_types().end())
+    throw InputError("optimizer." + cfg.name + ".type: unknown optimizer type \"" + cfg.type + "\"");
+  read_type_options(cfg.type, s, opts);
+  s.finish();
+  return opts;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const GroupConfig& cfg, const std::vector<ParamRef>& params, uint64_t seed) {
+  const nlohmann::json opts = checked_type_options(cfg);
   if (cfg.type == "adamw") return make_adamw(cfg, opts, params);
   if (cfg.type == "muon") return make_muon(cfg, opts, params);
   if (cfg.type == "rmnp") return make_rmnp(cfg, opts, params);

@@ -24,6 +24,16 @@ double default_weight_decay(const std::string& type);
 // Reads every type-specific option of `type` from `s` into `out` (defaults filled in).
 void read_type_options(const std::string& type, JsonSection& s, nlohmann::json& out);
 
+// The options of cfg re-read through read_type_options (defaults filled, unknown keys rejected).
+nlohmann::json checked_type_options(const GroupConfig& cfg);
+
+// The CUDA twins (src/cuda/optim_factory.cpp; defined only in builds with CUDA): same options and
+// state names as the CPU optimizer of cfg.type, ParamRefs and state in device memory.
+std::unique_ptr<Optimizer> make_device_optimizer(const GroupConfig& cfg, const nlohmann::json& o,
+                                                 const std::vector<ParamRef>& p, uint64_t seed);
+// Synchronises the device, then copies `bytes` between host and device (CUDA builds only).
+void device_state_copy(void* dst, const void* src, size_t bytes, bool to_host);
+
 std::unique_ptr<Optimizer> make_adamw(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& p);
 std::unique_ptr<Optimizer> make_muon(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& p);
 std::unique_ptr<Optimizer> make_rmnp(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& p);

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# First thing to run on a GPU machine: builds the CUDA configuration, runs the device-only tests
+# (build/tests/llmtrain_gpu_tests: every CUDA op against the CPU reference, the CUDA backend against
+# the CPU backend, a short training run), the CPU unit tests, then the benchmarks, and writes a
+# report directory:
+#   ${OUT:-gpu_report}/report.md          summary (device, pass/fail per stage, bench numbers)
+#   ${OUT:-gpu_report}/nvidia-smi.txt     nvidia-smi -q and the plain table
+#   ${OUT:-gpu_report}/build.log          configure + build output
+#   ${OUT:-gpu_report}/gpu_tests.txt|xml  Catch2 console and JUnit output of llmtrain_gpu_tests
+#   ${OUT:-gpu_report}/ctest_unit.txt     CPU unit tests
+#   ${OUT:-gpu_report}/bench_*.txt|json   benchmark outputs
+# Every stage runs even when an earlier one fails (a failing stage is recorded, not fatal), except
+# that nothing after the build runs when the build fails. Exit status: 0 when every stage passed.
+#
+# Usage: scripts/gpu_check.sh [--quick]
+#   --quick   skip the long benchmarks (GPT-2 124M / LLaMA 130M training-step benches)
+# Environment: OUT (report dir), BUILD_DIR (default build), JOBS (default nproc).
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${OUT:-gpu_report}"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+JOBS="${JOBS:-$(nproc)}"
+QUICK=0
+[[ "${1:-}" == "--quick" ]] && QUICK=1
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+REPORT="$OUT/report.md"
+FAILED=()
+
+export PATH="/usr/local/cuda/bin:$PATH"
+
+log() { echo "[gpu_check] $*" | tee -a "$OUT/progress.log"; }
+# stage NAME LOGFILE CMD...: runs CMD with output to LOGFILE, records the result.
+stage() {
+  local name="$1" logf="$2"
+  shift 2
+  log "stage: $name"
+  local t0=$SECONDS
+  if "$@" >"$logf" 2>&1; then
+    echo "| $name | pass | $((SECONDS - t0)) s | $(basename "$logf") |" >>"$OUT/stages.md"
+    return 0
+  else
+    local rc=$?
+    echo "| $name | **FAIL (exit $rc)** | $((SECONDS - t0)) s | $(basename "$logf") |" >>"$OUT/stages.md"
+    FAILED+=("$name")
+    log "stage $name failed (exit $rc), see $logf"
+    return $rc
+  fi
+}
+
+: >"$OUT/stages.md"
+: >"$OUT/progress.log"
+
+# ---- machine ----
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host: $(hostname)"
+  echo "git: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null) $(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l) changed files"
+  echo "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
+  echo "cpus: $(nproc)"
+} >"$OUT/machine.txt"
+if command -v nvidia-smi >/dev/null; then
+  { nvidia-smi; echo; nvidia-smi -q; } >"$OUT/nvidia-smi.txt" 2>&1
+else
+  echo "nvidia-smi not found" >"$OUT/nvidia-smi.txt"
+fi
+
+# ---- build ----
+build() {
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMTRAIN_CUDA=ON &&
+    cmake --build "$BUILD_DIR" -j "$JOBS" --target llmtrain llmtrain_tests llmtrain_gpu_tests
+}
+if ! command -v ninja >/dev/null; then
+  build() {
+    cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DLLMTRAIN_CUDA=ON &&
+      cmake --build "$BUILD_DIR" -j "$JOBS" --target llmtrain llmtrain_tests llmtrain_gpu_tests
+  }
+fi
+if ! stage "configure + build (CUDA, Release)" "$OUT/build.log" build; then
+  {
+    echo "# GPU check report"
+    echo
+    echo "Build failed; see build.log."
+    echo
+    echo "| stage | result | time | log |"
+    echo "| --- | --- | --- | --- |"
+    cat "$OUT/stages.md"
+  } >"$REPORT"
+  exit 1
+fi
+LLMTRAIN="$BUILD_DIR/llmtrain"
+
+# ---- device tests ----
+stage "GPU tests (llmtrain_gpu_tests)" "$OUT/gpu_tests.txt" \
+  "$BUILD_DIR/tests/llmtrain_gpu_tests" --durations yes
+"$BUILD_DIR/tests/llmtrain_gpu_tests" --reporter junit --out "$OUT/gpu_tests.xml" >/dev/null 2>&1 || true
+
+# ---- CPU unit tests (quick) ----
+stage "CPU unit tests (ctest -L unit)" "$OUT/ctest_unit.txt" \
+  ctest --test-dir "$BUILD_DIR" -L unit -j "$JOBS" --output-on-failure --timeout 600
+
+# ---- benchmarks ----
+stage "bench gpu (GEMM, copy, kernels)" "$OUT/bench_gpu.txt" "$LLMTRAIN" bench gpu
+
+bench_fb() {  # name config [extra --set ...]
+  local name="$1" cfg="$2"
+  shift 2
+  stage "bench train --fwd-bwd-only $name" "$OUT/bench_fwdbwd_$name.json" \
+    "$LLMTRAIN" bench train "$ROOT/$cfg" --fwd-bwd-only --steps 10 --warmup 3 "$@"
+}
+bench_full() {  # the trainer's full step (needs the trainer's device optimizer path and data)
+  local name="$1" cfg="$2"
+  shift 2
+  stage "bench train (full step) $name" "$OUT/bench_train_$name.txt" \
+    "$LLMTRAIN" bench train "$ROOT/$cfg" --steps 10 --warmup 3 --set 'run.backend="cuda"' "$@"
+}
+
+# Tiny GPT-2-shaped model with head size 64 (the tiny presets have head size 32, which the CUDA
+# attention kernels do not take): quick, works on any GPU.
+bench_fb gpt2-tiny-hs64 configs/demo-gpt2-tiny.json --set model.n_head=2
+if [[ $QUICK -eq 0 ]]; then
+  for mb in 16 32; do
+    bench_fb "gpt2-124m-B$mb" configs/paper/gpt2-small-owt-adamw.json --set "data.micro_batch=$mb"
+  done
+  bench_fb llama-130m-B64 configs/paper/llama-130m-c4-adamw.json
+  bench_fb gpt2-medium-B16 configs/paper/gpt2-medium-owt-adamw.json --set data.micro_batch=16
+  # Full training step through the trainer, on the bundled demo corpus (GPT-2 tokens), one
+  # micro-batch per step. Fails while the trainer has no device optimizer path for the cuda backend.
+  bench_full gpt2-124m-B16 configs/paper/gpt2-small-owt-adamw.json --set data.micro_batch=16 \
+    --set 'data.train="data/demo/demo_train_*.bin"' --set data.batch_tokens=16384
+fi
+
+# ---- report ----
+{
+  echo "# GPU check report"
+  echo
+  echo '```'
+  cat "$OUT/machine.txt"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null
+  echo '```'
+  echo
+  echo "| stage | result | time | log |"
+  echo "| --- | --- | --- | --- |"
+  cat "$OUT/stages.md"
+  echo
+  echo "## GPU tests (summary)"
+  echo '```'
+  tail -n 4 "$OUT/gpu_tests.txt" 2>/dev/null
+  echo '```'
+  if grep -q "FAILED" "$OUT/gpu_tests.txt" 2>/dev/null; then
+    echo
+    echo "### Failures (first 200 lines)"
+    echo '```'
+    grep -n -A12 "FAILED" "$OUT/gpu_tests.txt" | head -200
+    echo '```'
+  fi
+  echo
+  echo "## CPU unit tests"
+  echo '```'
+  tail -n 3 "$OUT/ctest_unit.txt" 2>/dev/null
+  echo '```'
+  echo
+  echo "## Forward+backward throughput (CUDA backend, random tokens, one micro-batch per step)"
+  echo
+  echo "| run | tokens/step | fwd+bwd ms | tokens/s | TFLOP/s | MFU | optim ms | full-step MFU | peak device GiB |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for f in "$OUT"/bench_fwdbwd_*.json; do
+    [[ -f "$f" ]] || continue
+    python3 - "$f" <<'EOF' 2>/dev/null || echo "| $(basename "$f" .json) | (no result) | | | | | | | |"
+import json, sys, re
+txt = open(sys.argv[1]).read()
+m = re.search(r"\{.*\}", txt, re.S)
+j = json.loads(m.group(0))
+name = sys.argv[1].rsplit("/", 1)[-1][len("bench_fwdbwd_"):-5]
+om = f"{j['optim_ms_median']:.2f}" if "optim_ms_median" in j else "-"
+fm = f"{100*j['full_step_mfu']:.1f}%" if "full_step_mfu" in j else "-"
+print(f"| {name} | {j['tokens_per_step']} | {j['step_ms_median']:.2f} | {j['tokens_per_s']:.0f} | "
+      f"{j['achieved_tflops']:.1f} | {100*j['mfu']:.1f}% | {om} | {fm} | {j['peak_device_bytes_by_run']/2**30:.2f} |")
+print(f"<!-- {name}: optimizer {j.get('optimizer', '?')} -->")
+EOF
+  done
+  echo
+  echo "MFU = tokens/s x (6N + 6LCT) FLOP/token / nominal dense bf16 peak of the detected GPU"
+  echo "(H100 SXM / H200: 989 TFLOP/s). MFU is forward+backward only; full-step MFU adds the device"
+  echo "optimizer update timed after each micro-step (no data loading, no gradient accumulation)."
+  for f in "$OUT"/bench_train_*.txt; do
+    [[ -f "$f" ]] || continue
+    echo
+    echo "## $(basename "$f" .txt) (full training step through the trainer)"
+    echo '```'
+    tail -n 30 "$f"
+    echo '```'
+  done
+  echo
+  echo "## GPU microbenchmarks"
+  echo
+  cat "$OUT/bench_gpu.txt" 2>/dev/null
+} >"$REPORT"
+
+log "report: $REPORT"
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+  log "failed stages: ${FAILED[*]}"
+  exit 1
+fi
+log "all stages passed"
+exit 0

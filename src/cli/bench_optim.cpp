@@ -1,0 +1,96 @@
+// `llmtrain bench optim`: optimizer step cost per model size (see src/optim/bench_optim.h). On a
+// CUDA build with a visible GPU it times the device optimizers, otherwise the CPU ones; prints a
+// Markdown table (and optionally writes the rows as JSON).
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "llmtrain/error.h"
+#include "optim/bench_optim.h"
+#include "optim/optimizers.h"
+#if defined(LLMTRAIN_HAVE_CUDA)
+#include <cuda_runtime_api.h>
+#endif
+
+namespace llmtrain::cli {
+
+Command add_bench_optim_command(CLI::App* bench) {
+  struct Opts {
+    std::vector<std::string> models{"gpt2-124m"};
+    std::vector<std::string> optimizers{"muon", "rmnp", "adamw"};
+    int steps = 100, warmup = 3;
+    std::string device = "auto", json_out;
+    uint64_t seed = 1234;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* sub = bench->add_subcommand(
+      "optim", "Optimizer step and preconditioning time, bandwidth / TFLOP/s and memory per model size");
+  sub->footer(
+      "Times one optimizer step on the hidden matrices of each model (random weights and gradients):\n"
+      "the preconditioning alone (Newton-Schulz for muon, row normalisation for rmnp) and the whole\n"
+      "step. --model table4 runs the RMNP paper's eight GPT-2 sizes.\n"
+      "Examples:\n"
+      "  llmtrain bench optim --model gpt2-125m,gpt2-355m --optimizer muon,rmnp,adamw --steps 100\n"
+      "  llmtrain bench optim --model table4\n"
+      "  llmtrain bench optim --model gpt2-tiny --steps 3 --device cpu");
+  sub->add_option("--model", o->models, "Model presets, comma-separated (gpt2-125m ... gpt2-1.5b, table4)")
+      ->delimiter(',');
+  sub->add_option("--optimizer", o->optimizers, "Optimizer types, comma-separated")->delimiter(',');
+  sub->add_option("--steps", o->steps, "Timed steps (median reported)")->check(CLI::PositiveNumber);
+  sub->add_option("--warmup", o->warmup, "Untimed warm-up steps")->check(CLI::NonNegativeNumber);
+  sub->add_option("--device", o->device, "auto (GPU when visible), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  sub->add_option("--seed", o->seed, "Seed of the random weights and gradients");
+  sub->add_option("--json", o->json_out, "Also write the rows to this JSON file");
+  return {sub, [o]() {
+            for (const auto& t : o->optimizers)
+              if (std::find(optimizer_types().begin(), optimizer_types().end(), t) == optimizer_types().end())
+                throw InputError("bench optim --optimizer: unknown optimizer \"" + t + "\"");
+            OptimBenchOptions bo;
+            bo.models = expand_bench_models(o->models);
+            bo.optimizers = o->optimizers;
+            bo.steps = o->steps;
+            bo.warmup = o->warmup;
+            bo.seed = o->seed;
+            bool gpu = false;
+#if defined(LLMTRAIN_HAVE_CUDA)
+            int n = 0;
+            if (cudaGetDeviceCount(&n) != cudaSuccess) {
+              cudaGetLastError();
+              n = 0;
+            }
+            gpu = o->device == "cuda" || (o->device == "auto" && n > 0);
+            if (gpu && n == 0) throw InputError("bench optim --device cuda: no CUDA GPU is visible");
+#else
+            if (o->device == "cuda") throw InputError("bench optim --device cuda: this build has no CUDA");
+#endif
+            std::vector<OptimBenchRow> rows;
+#if defined(LLMTRAIN_HAVE_CUDA)
+            if (gpu) rows = bench_optimizers_cuda(bo);
+#endif
+            if (!gpu) rows = bench_optimizers_cpu(bo);
+            std::cout << optim_bench_markdown(rows);
+            if (!o->json_out.empty()) {
+              nlohmann::json j = nlohmann::json::array();
+              for (const auto& r : rows)
+                j.push_back({{"model", r.model},
+                             {"optimizer", r.optimizer},
+                             {"device", r.device},
+                             {"params", r.params},
+                             {"matrices", r.matrices},
+                             {"precond_ms", r.precond_ms},
+                             {"precond_work", r.precond_work},
+                             {"step_ms", r.step_ms},
+                             {"step_bytes", r.step_bytes},
+                             {"peak_mib", r.peak_mib}});
+              std::ofstream f(o->json_out);
+              if (!f) throw InputError("bench optim --json: cannot write " + o->json_out);
+              f << j.dump(2) << "\n";
+            }
+            return 0;
+          }};
+}
+
+}  // namespace llmtrain::cli

@@ -1,0 +1,86 @@
+// `bench optim` on the device optimizers: random weights and gradients of a model's hidden matrices
+// in device memory, each optimizer on its own non-blocking stream, event-timed medians of the whole
+// step and of the preconditioning alone (DeviceMatrixOptimizer::bench_precondition), and the device
+// memory in use after the timed steps (cudaMemGetInfo), which is the peak: the optimizers allocate
+// only at creation and on their first step.
+#include "cuda/device.h"
+#include "cuda/optim_common.h"
+#include "llmtrain/model.h"
+#include "optim/bench_optim.h"
+
+namespace llmtrain {
+
+std::vector<OptimBenchRow> bench_optimizers_cuda(const OptimBenchOptions& o) {
+  using namespace cuda;
+  using namespace cuda::optim;
+  std::vector<OptimBenchRow> rows;
+  const std::string dev_name = device_info().name;
+  for (const std::string& name : o.models) {
+    const Model model(bench_model_config(name));
+    std::vector<const ParamInfo*> mats;
+    size_t total = 0;
+    for (const ParamInfo& p : model.layout().params())
+      if (p.role == ParamRole::hidden_matrix) {
+        mats.push_back(&p);
+        total += pad4(p.numel);
+      }
+    OPT_CUDA(cudaDeviceSynchronize());
+    size_t free0 = 0, totalmem = 0;
+    OPT_CUDA(cudaMemGetInfo(&free0, &totalmem));
+    DeviceBuffer<float> w(total), g(total);
+    fill_uniform(w.data(), (int64_t)total, o.seed, 0.02f, nullptr);
+    fill_uniform(g.data(), (int64_t)total, o.seed + 1, 1e-3f, nullptr);
+    std::vector<ParamRef> refs;
+    size_t off = 0;
+    int64_t numel = 0;
+    for (const ParamInfo* p : mats) {
+      refs.push_back(ParamRef{p, w.data() + off, g.data() + off});
+      off += pad4(p->numel);
+      numel += (int64_t)p->numel;
+    }
+    OPT_CUDA(cudaDeviceSynchronize());
+    for (const std::string& type : o.optimizers) {
+      GroupConfig cfg;
+      cfg.name = "matrix";
+      cfg.type = type;
+      cfg.lr = (float)default_lr(type);
+      cfg.weight_decay = 0.1f;
+      cfg.roles = {ParamRole::hidden_matrix};
+      cudaStream_t stream = nullptr;
+      OPT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+      OptimBenchRow r;
+      try {
+        auto opt = make_optimizer(cfg, refs, o.seed, true);
+        opt->set_stream(stream);
+        r.model = name;
+        r.optimizer = type;
+        r.device = dev_name;
+        r.params = numel;
+        r.matrices = (int)mats.size();
+        int64_t t = 1;
+        for (int i = 0; i < std::max(1, o.warmup); ++i) opt->step(refs, cfg.lr, t++);
+        OPT_CUDA(cudaStreamSynchronize(stream));
+        r.step_ms = median(time_on_stream([&] { opt->step(refs, cfg.lr, t++); }, stream, 0, o.steps));
+        r.step_bytes = (type == "adamw" ? 28.0 : 20.0) * (double)numel;
+        // Memory after the timed steps, before the bench-only buffers of the preconditioning runs.
+        size_t free1 = 0;
+        OPT_CUDA(cudaMemGetInfo(&free1, &totalmem));
+        r.peak_mib = free0 > free1 ? (double)(free0 - free1) / (1024.0 * 1024.0) : 0.0;
+        auto* dm = dynamic_cast<DeviceMatrixOptimizer*>(opt.get());
+        if (dm && (type == "muon" || type == "rmnp") && dm->bench_precondition()) {
+          r.precond_ms = median(time_on_stream([&] { dm->bench_precondition(); }, stream, 1, o.steps));
+          r.precond_work = dm->bench_precondition_work();
+        }
+        OPT_CUDA(cudaStreamSynchronize(stream));
+      } catch (...) {
+        cudaStreamDestroy(stream);
+        throw;
+      }
+      OPT_CUDA(cudaStreamDestroy(stream));
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+}  // namespace llmtrain

@@ -1,0 +1,351 @@
+// Host-side machinery shared by the device optimizers (see optim_common.h): handles, tables, the
+// batched bf16 GEMM, the Newton-Schulz engine and the matrix-optimizer base, plus the factory
+// (make_device_optimizer) and the checkpoint copies (device_state_copy) that src/optim calls.
+#include "cuda/optim_common.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+
+namespace llmtrain {
+
+std::unique_ptr<Optimizer> make_device_optimizer(const GroupConfig& cfg, const nlohmann::json& o,
+                                                 const std::vector<ParamRef>& p, uint64_t seed) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    throw InputError("optimizer." + cfg.name + ": a device optimizer needs a CUDA GPU, and none is visible");
+  }
+  using namespace cuda::optim;
+  if (cfg.type == "adamw") return make_adamw_device(cfg, o, p);
+  if (cfg.type == "rmnp") return make_rmnp_device(cfg, o, p);
+  if (cfg.type == "muon") return make_muon_device(cfg, o, p, false);
+  if (cfg.type == "newton_muon") return make_muon_device(cfg, o, p, true);
+  if (cfg.type == "lowrank_muon") return make_lowrank_muon_device(cfg, o, p, seed);
+  if (cfg.type == "polargrad") return make_polargrad_device(cfg, o, p);
+  throw InputError("optimizer." + cfg.name + ".type: unknown optimizer type \"" + cfg.type + "\"");
+}
+
+void device_state_copy(void* dst, const void* src, size_t bytes, bool to_host) {
+  // Every optimizer stream must be drained: updates may be in flight on a non-blocking stream.
+  OPT_CUDA(cudaDeviceSynchronize());
+  if (bytes == 0) return;
+  OPT_CUDA(cudaMemcpy(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice));
+  OPT_CUDA(cudaDeviceSynchronize());
+}
+
+namespace cuda::optim {
+
+void throw_call_error(const char* lib, const char* call, const char* file, int line, const std::string& detail) {
+  std::ostringstream os;
+  os << lib << " failed: " << call << " at " << file << ":" << line << ": " << detail;
+  throw RuntimeError(os.str());
+}
+
+const char* cublas_status_str(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "CUBLAS_STATUS_<other>";
+  }
+}
+
+// ---------------------------------------------------------------- DeviceCtx
+
+constexpr size_t kLtWorkspace = 32ull << 20;
+
+DeviceCtx::~DeviceCtx() {
+  if (solver_) cusolverDnDestroy(solver_);
+  if (lt_) cublasLtDestroy(lt_);
+  if (blas_) cublasDestroy(blas_);
+}
+
+void DeviceCtx::set_stream(cudaStream_t s) {
+  stream_ = s;
+  if (blas_) OPT_CUBLAS(cublasSetStream(blas_, s));
+  if (solver_) OPT_CUSOLVER(cusolverDnSetStream(solver_, s));
+}
+
+cublasHandle_t DeviceCtx::blas() {
+  if (!blas_) {
+    OPT_CUBLAS(cublasCreate(&blas_));
+    OPT_CUBLAS(cublasSetStream(blas_, stream_));
+    // Plain fp32 (no TF32) for the fp32 GEMMs: they stand in for the CPU's fp32 / fp64 math.
+    OPT_CUBLAS(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));
+  }
+  return blas_;
+}
+
+cublasLtHandle_t DeviceCtx::lt() {
+  if (!lt_) {
+    OPT_CUBLAS(cublasLtCreate(&lt_));
+    ws_.reset(kLtWorkspace);
+  }
+  return lt_;
+}
+
+cusolverDnHandle_t DeviceCtx::solver() {
+  if (!solver_) {
+    OPT_CUSOLVER(cusolverDnCreate(&solver_));
+    OPT_CUSOLVER(cusolverDnSetStream(solver_, stream_));
+  }
+  return solver_;
+}
+
+std::vector<Chunk> make_chunks(const std::vector<int64_t>& sizes) {
+  std::vector<Chunk> c;
+  for (size_t u = 0; u < sizes.size(); ++u)
+    for (int64_t s = 0; s < sizes[u]; s += kChunk) c.push_back({(int32_t)u, 0, s});
+  return c;
+}
+
+bool aligned(const void* p, size_t bytes) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// ---------------------------------------------------------------- BatchedGemm
+
+BatchedGemm::~BatchedGemm() {
+  if (lD_) cublasLtMatrixLayoutDestroy(lD_);
+  if (lC_) cublasLtMatrixLayoutDestroy(lC_);
+  if (lB_) cublasLtMatrixLayoutDestroy(lB_);
+  if (lA_) cublasLtMatrixLayoutDestroy(lA_);
+  if (desc_) cublasLtMatmulDescDestroy(desc_);
+}
+
+namespace {
+cublasLtMatrixLayout_t make_layout(int rows, int cols, int ld, int batch, long long stride) {
+  cublasLtMatrixLayout_t l = nullptr;
+  OPT_CUBLAS(cublasLtMatrixLayoutCreate(&l, CUDA_R_16BF, rows, cols, ld));
+  OPT_CUBLAS(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch));
+  OPT_CUBLAS(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+  return l;
+}
+}  // namespace
+
+void BatchedGemm::prepare(DeviceCtx& ctx, const GemmSpec& sp) {
+  spec_ = sp;
+  OPT_CUBLAS(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  OPT_CUBLAS(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &sp.opA, sizeof sp.opA));
+  OPT_CUBLAS(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &sp.opB, sizeof sp.opB));
+  const int rA = sp.opA == CUBLAS_OP_N ? sp.m : sp.k, cA = sp.opA == CUBLAS_OP_N ? sp.k : sp.m;
+  const int rB = sp.opB == CUBLAS_OP_N ? sp.k : sp.n, cB = sp.opB == CUBLAS_OP_N ? sp.n : sp.k;
+  lA_ = make_layout(rA, cA, sp.lda, sp.batch, sp.sA);
+  lB_ = make_layout(rB, cB, sp.ldb, sp.batch, sp.sB);
+  lC_ = make_layout(sp.m, sp.n, sp.ldc, sp.batch, sp.sC);
+  lD_ = make_layout(sp.m, sp.n, sp.ldc, sp.batch, sp.sC);
+  cublasLtMatmulPreference_t pref = nullptr;
+  OPT_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
+  ctx.lt();
+  const size_t ws = ctx.lt_workspace_bytes();
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  // Base pointers are 256-byte aligned; batch strides and leading dimensions of odd shapes are not,
+  // so tell the heuristic what every batch member's address can promise.
+  auto align = [&](int ld, long long stride) {
+    uint32_t a = 256;
+    const long long lb = 2LL * ld, sb = 2LL * stride;
+    while (a > 2 && (lb % a != 0 || (sp.batch > 1 && sb % a != 0))) a >>= 1;
+    return a;
+  };
+  const uint32_t aA = align(sp.lda, sp.sA), aB = align(sp.ldb, sp.sB), aC = align(sp.ldc, sp.sC);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aA, sizeof aA);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &aB, sizeof aB);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &aC, sizeof aC);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &aC, sizeof aC);
+  cublasLtMatmulHeuristicResult_t res{};
+  int found = 0;
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(ctx.lt(), desc_, lA_, lB_, lC_, lD_, pref, 1, &res, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  use_lt_ = st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+  if (use_lt_) algo_ = res.algo;
+  ctx.blas();  // the fallback needs it; create it now, outside any timed region
+}
+
+void BatchedGemm::run(DeviceCtx& ctx, float alpha, const void* A, const void* B, float beta, const void* C, void* D) {
+  if (use_lt_) {
+    OPT_CUBLAS(cublasLtMatmul(ctx.lt(), desc_, &alpha, A, lA_, B, lB_, &beta, C, lC_, D, lD_, &algo_,
+                              ctx.lt_workspace(), ctx.lt_workspace_bytes(), ctx.stream()));
+    return;
+  }
+  if (beta != 0.0f && C != D) {
+    const size_t bytes = (size_t)((spec_.batch - 1) * spec_.sC + (long long)spec_.ldc * spec_.n) * 2;
+    OPT_CUDA(cudaMemcpyAsync(D, C, bytes, cudaMemcpyDeviceToDevice, ctx.stream()));
+  }
+  OPT_CUBLAS(cublasGemmStridedBatchedEx(ctx.blas(), spec_.opA, spec_.opB, spec_.m, spec_.n, spec_.k, &alpha, A,
+                                        CUDA_R_16BF, spec_.lda, spec_.sA, B, CUDA_R_16BF, spec_.ldb, spec_.sB, &beta,
+                                        D, CUDA_R_16BF, spec_.ldc, spec_.sC, spec_.batch, CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT));
+}
+
+// ---------------------------------------------------------------- NsEngine
+
+int NsEngine::add_plan(int64_t rows, int64_t cols, int count) {
+  if (final_) throw RuntimeError("NsEngine: add_plan after finalize");
+  for (size_t i = 0; i < plans_.size(); ++i)
+    if (plans_[i].rows == rows && plans_[i].cols == cols && plans_[i].count == count) return (int)i;
+  if (rows > INT32_MAX || cols > INT32_MAX) throw RuntimeError("NsEngine: matrix too large");
+  Plan p;
+  p.rows = rows;
+  p.cols = cols;
+  p.count = count;
+  p.tall = rows > cols;
+  p.s = std::min(rows, cols);
+  p.l = std::max(rows, cols);
+  const int s = (int)p.s, l = (int)p.l;
+  const long long sX = (long long)s * l, sA = (long long)s * s;
+  p.g1 = std::make_unique<BatchedGemm>();
+  p.g2 = std::make_unique<BatchedGemm>();
+  p.g3 = std::make_unique<BatchedGemm>();
+  GemmSpec g1, g2, g3;
+  if (p.tall) {
+    // X column-major [s, l], ld s.   A = X X^T;   X' = B X + a X.
+    g1 = {CUBLAS_OP_N, CUBLAS_OP_T, s, s, l, s, s, s, sX, sX, sA, count};
+    g3 = {CUBLAS_OP_N, CUBLAS_OP_N, s, l, s, s, s, s, sA, sX, sX, count};
+  } else {
+    // Z = X^T column-major [l, s], ld l.   A = Z^T Z;   Z' = Z B^T + a Z.
+    g1 = {CUBLAS_OP_T, CUBLAS_OP_N, s, s, l, l, l, s, sX, sX, sA, count};
+    g3 = {CUBLAS_OP_N, CUBLAS_OP_T, l, s, s, l, s, l, sX, sA, sX, count};
+  }
+  g2 = {CUBLAS_OP_N, CUBLAS_OP_N, s, s, s, s, s, s, sA, sA, sA, count};  // B = c A A + b A
+  p.g1->prepare(ctx_, g1);
+  p.g2->prepare(ctx_, g2);
+  p.g3->prepare(ctx_, g3);
+  plans_.push_back(std::move(p));
+  return (int)plans_.size() - 1;
+}
+
+void NsEngine::finalize() {
+  size_t x = 0, a = 0;
+  int cnt = 0;
+  for (const Plan& p : plans_) {
+    x = std::max(x, (size_t)(p.count * p.s * p.l));
+    a = std::max(a, (size_t)(p.count * p.s * p.s));
+    cnt = std::max(cnt, p.count);
+  }
+  xa_.reset(x);
+  xb_.reset(x);
+  a_.reset(a);
+  b_.reset(a);
+  partials_.reset((size_t)cnt * kNormParts);
+  final_ = true;
+}
+
+const void* NsEngine::run(int plan, const float* src, const NsCoefficients& c, int steps) {
+  if (!final_) finalize();
+  if (steps <= 0) steps = c.default_steps;
+  Plan& p = plans_[(size_t)plan];
+  const int64_t n_each = p.rows * p.cols;
+  sumsq_partials(src, p.count, n_each, partials_.data(), ctx_.stream());
+  cast_scaled_bf16(src, xa_.data(), p.count, n_each, partials_.data(), (float)c.norm_factor, ctx_.stream());
+  uint16_t* x = xa_.data();
+  uint16_t* y = xb_.data();
+  for (int t = 0; t < steps; ++t) {
+    const auto& abc = c.steps[std::min<size_t>((size_t)t, c.steps.size() - 1)];
+    const float a = (float)abc[0], b = (float)abc[1], cc = (float)abc[2];
+    if (p.tall) {
+      p.g1->run(ctx_, 1.0f, x, x, 0.0f, a_.data(), a_.data());     // A = X X^T
+      p.g2->run(ctx_, cc, a_.data(), a_.data(), b, a_.data(), b_.data());  // B = c A^2 + b A
+      p.g3->run(ctx_, 1.0f, b_.data(), x, a, x, y);                 // X' = B X + a X
+    } else {
+      p.g1->run(ctx_, 1.0f, x, x, 0.0f, a_.data(), a_.data());     // A = Z^T Z
+      p.g2->run(ctx_, cc, a_.data(), a_.data(), b, a_.data(), b_.data());
+      p.g3->run(ctx_, 1.0f, x, b_.data(), a, x, y);                 // Z' = Z B^T + a Z
+    }
+    std::swap(x, y);
+  }
+  return x;
+}
+
+double NsEngine::flops(int plan, int steps) const {
+  const Plan& p = plans_[(size_t)plan];
+  const double s = (double)p.s, l = (double)p.l;
+  return (double)p.count * steps * (4.0 * s * s * l + 2.0 * s * s * s);
+}
+
+// ---------------------------------------------------------------- DeviceMatrixOptimizer
+
+DeviceMatrixOptimizer::DeviceMatrixOptimizer(const GroupConfig& cfg, const nlohmann::json& o,
+                                             const std::vector<ParamRef>& params)
+    : group_(cfg.name), type_(cfg.type), wd_(cfg.weight_decay) {
+  beta_ = o.at("momentum").get<float>();
+  nesterov_ = o.at("nesterov").get<bool>();
+  sum_form_ = o.at("momentum_form").get<std::string>() == "sum";
+  diag_rows_ = o.at("diagnostics_side").get<std::string>() == "rows";
+  for (const auto& p : params) {
+    const ParamInfo& info = *p.info;
+    if (info.shape.size() != 2 || info.rows() < 1 || info.cols() < 1) {
+      std::string shape;
+      for (int64_t d : info.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+      throw InputError("optimizer." + cfg.name + ": " + cfg.type + " updates 2-D matrices only, but " + info.name +
+                       " (role " + role_name(info.role) + ") has shape [" + shape +
+                       "]; route it to another group with \"roles\"");
+    }
+    infos_.push_back(&info);
+    off_.push_back(total_);
+    total_ += pad4(info.numel);
+  }
+  m_.reset(total_);
+  if (total_) OPT_CUDA(cudaMemset(m_.data(), 0, total_ * sizeof(float)));
+}
+
+void DeviceMatrixOptimizer::check_params(const std::vector<ParamRef>& params) const {
+  if (params.size() != infos_.size())
+    throw RuntimeError("optimizer." + group_ + ": step() got " + std::to_string(params.size()) +
+                       " tensors, created with " + std::to_string(infos_.size()));
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params[i].info->name != infos_[i]->name || params[i].info->numel != infos_[i]->numel)
+      throw RuntimeError("optimizer." + group_ + ": step() tensor " + std::to_string(i) + " is " +
+                         params[i].info->name + ", expected " + infos_[i]->name);
+}
+
+bool DeviceMatrixOptimizer::rebind(const std::vector<ParamRef>& params) {
+  bool same = bound_.size() == params.size();
+  for (size_t i = 0; same && i < params.size(); ++i)
+    same = bound_[i].w == params[i].w && bound_[i].g == params[i].g && bound_[i].w_bf16 == params[i].w_bf16;
+  if (!same) bound_ = params;
+  return !same;
+}
+
+std::vector<StateTensor> DeviceMatrixOptimizer::state() {
+  std::vector<StateTensor> s;
+  for (size_t i = 0; i < infos_.size(); ++i)
+    s.push_back({"m/" + infos_[i]->name, infos_[i]->shape, m_ptr(i), infos_[i]->numel, true});
+  for (auto& t : extra_state()) s.push_back(t);
+  return s;
+}
+
+nlohmann::json DeviceMatrixOptimizer::diagnostics() {
+  if (last_.size() != infos_.size()) return nullptr;  // no step yet
+  nlohmann::json per = nlohmann::json::object();
+  double a = 0, lo = 0, hi = 0;
+  int count = 0;
+  for (size_t i = 0; i < infos_.size(); ++i) {
+    const size_t n = infos_[i]->numel;
+    std::vector<float> m(n), g(n), v(n);
+    const float* ge = effective_gradient(i, last_[i].g);
+    OPT_CUDA(cudaStreamSynchronize(ctx_.stream()));
+    OPT_CUDA(cudaMemcpy(m.data(), m_ptr(i), n * sizeof(float), cudaMemcpyDeviceToHost));
+    OPT_CUDA(cudaMemcpy(g.data(), ge, n * sizeof(float), cudaMemcpyDeviceToHost));
+    const float b = beta_, omb = 1.0f - beta_;
+    for (size_t j = 0; j < n; ++j)
+      v[j] = nesterov_ ? (sum_form_ ? g[j] + b * m[j] : omb * g[j] + b * m[j]) : m[j];
+    auto r = dominance_ratios(v.data(), infos_[i]->rows(), infos_[i]->cols(), diag_rows_);
+    if (r.empty()) continue;
+    per[infos_[i]->name] = {{"r_avg", r[0]}, {"r_min", r[1]}, {"r_max", r[2]}};
+    a += r[0];
+    lo += r[1];
+    hi += r[2];
+    ++count;
+  }
+  if (count == 0) return nullptr;
+  return {{"r_avg", a / count}, {"r_min", lo / count}, {"r_max", hi / count}, {"matrices", per}};
+}
+
+}  // namespace cuda::optim
+}  // namespace llmtrain

@@ -1,0 +1,205 @@
+// Shared host-side machinery of the device optimizers (plain C++, compiled into llmtrain_core on
+// CUDA builds): checked CUDA / cuBLAS / cuSOLVER calls, the per-optimizer handles and stream, device
+// tables for the multi-tensor kernels, the batched bf16 GEMM (cuBLASLt, with a cuBLAS fallback),
+// the batched Newton-Schulz engine, and the base class of the device matrix optimizers (momentum
+// buffers, state views, diagnostics).
+#pragma once
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cusolverDn.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda/device.h"
+#include "cuda/optim_kernels.h"
+#include "llmtrain/error.h"
+#include "optim/optimizers.h"
+
+namespace llmtrain::cuda::optim {
+
+[[noreturn]] void throw_call_error(const char* lib, const char* call, const char* file, int line,
+                                   const std::string& detail);
+const char* cublas_status_str(cublasStatus_t s);
+
+#define OPT_CUDA(call)                                                                                      \
+  do {                                                                                                      \
+    cudaError_t e_ = (call);                                                                                \
+    if (e_ != cudaSuccess)                                                                                  \
+      ::llmtrain::cuda::optim::throw_call_error("CUDA", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
+  } while (0)
+#define OPT_CUBLAS(call)                                                                      \
+  do {                                                                                        \
+    cublasStatus_t s_ = (call);                                                               \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                                          \
+      ::llmtrain::cuda::optim::throw_call_error("cuBLAS", #call, __FILE__, __LINE__,          \
+                                                ::llmtrain::cuda::optim::cublas_status_str(s_)); \
+  } while (0)
+#define OPT_CUSOLVER(call)                                                                                    \
+  do {                                                                                                        \
+    cusolverStatus_t s_ = (call);                                                                             \
+    if (s_ != CUSOLVER_STATUS_SUCCESS)                                                                        \
+      ::llmtrain::cuda::optim::throw_call_error("cuSOLVER", #call, __FILE__, __LINE__,                       \
+                                                "status " + std::to_string(static_cast<int>(s_)));           \
+  } while (0)
+
+// Handles and the stream of one optimizer (created lazily, destroyed with it).
+class DeviceCtx {
+ public:
+  DeviceCtx() = default;
+  ~DeviceCtx();
+  DeviceCtx(const DeviceCtx&) = delete;
+  DeviceCtx& operator=(const DeviceCtx&) = delete;
+  cudaStream_t stream() const { return stream_; }
+  void set_stream(cudaStream_t s);
+  cublasHandle_t blas();
+  cublasLtHandle_t lt();
+  cusolverDnHandle_t solver();
+  void* lt_workspace() { return ws_.data(); }
+  size_t lt_workspace_bytes() const { return ws_.bytes(); }
+  void sync() { OPT_CUDA(cudaStreamSynchronize(stream_)); }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  cusolverDnHandle_t solver_ = nullptr;
+  DeviceBuffer<char> ws_;
+};
+
+// A host vector mirrored in device memory (the unit and chunk tables of the kernels).
+template <typename T>
+struct DeviceTable {
+  std::vector<T> host;
+  DeviceBuffer<T> dev;
+  void upload(cudaStream_t s) {
+    if (host.empty()) return;
+    if (dev.size() < host.size()) dev.reset(host.size());
+    OPT_CUDA(cudaMemcpyAsync(dev.data(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, s));
+  }
+  const T* data() const { return dev.data(); }
+  int size() const { return (int)host.size(); }
+};
+
+// Chunks of kChunk elements over units of the given sizes, in unit order.
+std::vector<Chunk> make_chunks(const std::vector<int64_t>& sizes);
+bool aligned(const void* p, size_t bytes);
+// Elements rounded up to a multiple of 4 (keeps every sub-buffer 16-byte aligned).
+inline size_t pad4(size_t n) { return (n + 3) & ~size_t(3); }
+
+// Strided-batched bf16 GEMM with fp32 accumulation, column-major (cuBLAS conventions):
+// D_i = alpha op(A_i) op(B_i) + beta C_i, i < batch. C and D may differ (cuBLASLt); when no
+// cuBLASLt algorithm fits, cublasGemmStridedBatchedEx runs after copying C into D.
+struct GemmSpec {
+  cublasOperation_t opA = CUBLAS_OP_N, opB = CUBLAS_OP_N;
+  int m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0;
+  long long sA = 0, sB = 0, sC = 0;
+  int batch = 1;
+};
+class BatchedGemm {
+ public:
+  BatchedGemm() = default;
+  ~BatchedGemm();
+  BatchedGemm(const BatchedGemm&) = delete;
+  BatchedGemm& operator=(const BatchedGemm&) = delete;
+  void prepare(DeviceCtx& ctx, const GemmSpec& spec);
+  void run(DeviceCtx& ctx, float alpha, const void* A, const void* B, float beta, const void* C, void* D);
+  double flops() const { return 2.0 * spec_.m * (double)spec_.n * spec_.k * spec_.batch; }
+
+ private:
+  GemmSpec spec_;
+  cublasLtMatmulDesc_t desc_ = nullptr;
+  cublasLtMatrixLayout_t lA_ = nullptr, lB_ = nullptr, lC_ = nullptr, lD_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+  bool use_lt_ = false;
+};
+
+// Newton-Schulz on batches of same-shape fp32 matrices, in bf16 (fp32 accumulation) on the short
+// side with no transposes: a row-major [r, c] buffer is, to cuBLAS, the column-major [c, r]
+// matrix. Tall (r > c): that is X [s, l] (s = c) and X <- a X + (b A + c A^2) X, A = X X^T. Wide
+// or square: it is Z = X^T [l, s] and Z <- a Z + Z (b A + c A^2)^T, A = Z^T Z. Either way the
+// result buffer is the row-major [r, c] NS(G). Plans are added first, then finalize() allocates.
+class NsEngine {
+ public:
+  explicit NsEngine(DeviceCtx& ctx) : ctx_(ctx) {}
+  int add_plan(int64_t rows, int64_t cols, int count);
+  void finalize();
+  // Pre-normalises (Frobenius, per matrix), casts to bf16 and runs `steps` steps on the `count`
+  // contiguous [rows, cols] fp32 matrices at src; returns the bf16 result (result_buffer(steps)).
+  const void* run(int plan, const float* src, const NsCoefficients& c, int steps);
+  const void* result_buffer(int steps) const { return steps % 2 == 0 ? xa_.data() : xb_.data(); }
+  // Nominal FLOPs of one run (4 s^2 l + 2 s^3 per matrix per step).
+  double flops(int plan, int steps) const;
+  size_t bytes() const { return xa_.bytes() + xb_.bytes() + a_.bytes() + b_.bytes() + partials_.bytes(); }
+
+ private:
+  struct Plan {
+    int64_t rows, cols, s, l;
+    int count;
+    bool tall;
+    std::unique_ptr<BatchedGemm> g1, g2, g3;
+  };
+  DeviceCtx& ctx_;
+  std::vector<Plan> plans_;
+  DeviceBuffer<uint16_t> xa_, xb_, a_, b_;
+  DeviceBuffer<float> partials_;
+  bool final_ = false;
+};
+
+// Base of the device matrix methods: the momentum buffer of every tensor (one allocation,
+// "m/<name>"), the momentum rule's options, decoupled decay, state views and diagnostics.
+class DeviceMatrixOptimizer : public Optimizer {
+ public:
+  DeviceMatrixOptimizer(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& params);
+  std::vector<StateTensor> state() override;
+  nlohmann::json diagnostics() override;
+  bool on_device() const override { return true; }
+  void set_stream(void* s) override { ctx_.set_stream(static_cast<cudaStream_t>(s)); }
+
+ protected:
+  void check_params(const std::vector<ParamRef>& params) const;
+  // True when a ParamRef pointer differs from the last bound set (tables must be rebuilt).
+  bool rebind(const std::vector<ParamRef>& params);
+  float* m_ptr(size_t i) const { return m_.data() + off_[i]; }
+  MomArgs mom_args() const { return {beta_, 1.0f - beta_, sum_form_ ? 1 : 0, nesterov_ ? 1 : 0}; }
+  // The gradient the momentum saw for tensor i (Newton-Muon: preconditioned), device memory.
+  virtual const float* effective_gradient(size_t i, const float* g) { return g; }
+  virtual std::vector<StateTensor> extra_state() { return {}; }
+
+ public:
+  // For `bench optim`: enqueue only the preconditioning (Newton-Schulz of every U, or RMNP's row
+  // normalisation) on the current buffers, after at least one step; false when the type has none.
+  virtual bool bench_precondition() { return false; }
+  // Its nominal work: FLOPs (Newton-Schulz) or the fewest bytes moved (row normalisation).
+  virtual double bench_precondition_work() const { return 0.0; }
+
+ protected:
+
+  DeviceCtx ctx_;
+  std::string group_, type_;
+  float wd_ = 0, beta_ = 0.95f;
+  bool nesterov_ = true, sum_form_ = false, diag_rows_ = false;
+  std::vector<const ParamInfo*> infos_;
+  std::vector<size_t> off_;  // element offsets into m_ (and into any per-tensor scratch)
+  size_t total_ = 0;         // padded elements
+  DeviceBuffer<float> m_;
+  std::vector<ParamRef> bound_, last_;
+};
+
+// Device twins (one per CPU optimizer type).
+std::unique_ptr<Optimizer> make_adamw_device(const GroupConfig& cfg, const nlohmann::json& o,
+                                             const std::vector<ParamRef>& p);
+std::unique_ptr<Optimizer> make_rmnp_device(const GroupConfig& cfg, const nlohmann::json& o,
+                                            const std::vector<ParamRef>& p);
+std::unique_ptr<Optimizer> make_muon_device(const GroupConfig& cfg, const nlohmann::json& o,
+                                            const std::vector<ParamRef>& p, bool newton);
+std::unique_ptr<Optimizer> make_lowrank_muon_device(const GroupConfig& cfg, const nlohmann::json& o,
+                                                    const std::vector<ParamRef>& p, uint64_t seed);
+std::unique_ptr<Optimizer> make_polargrad_device(const GroupConfig& cfg, const nlohmann::json& o,
+                                                 const std::vector<ParamRef>& p);
+
+
+}  // namespace llmtrain::cuda::optim

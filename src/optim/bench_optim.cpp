@@ -1,0 +1,203 @@
+// `bench optim` on the CPU optimizers, plus the model-name handling and the Markdown table shared
+// with the CUDA path (src/cuda/optim_bench.cpp). See bench_optim.h.
+#include "optim/bench_optim.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "llmtrain/error.h"
+#include "llmtrain/model.h"
+#include "llmtrain/optim.h"
+#include "llmtrain/rng.h"
+#include "optim/newton_schulz.h"
+#include "optim/optimizers.h"
+
+namespace llmtrain {
+
+std::vector<std::string> expand_bench_models(const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  for (const std::string& n : names) {
+    if (n == "table4") {
+      for (const char* p : {"gpt2-60m", "gpt2-124m", "gpt2-200m", "gpt2-355m", "gpt2-500m", "gpt2-774m", "gpt2-1.3b",
+                            "gpt2-1.5b"})
+        out.push_back(p);
+      continue;
+    }
+    std::string c = n == "gpt2-125m" ? "gpt2-124m" : n == "gpt2-770m" ? "gpt2-774m" : n;
+    nlohmann::json j;
+    if (!model_preset(c, j)) {
+      std::string list;
+      for (const auto& p : model_preset_names()) list += (list.empty() ? "" : ", ") + p;
+      throw InputError("bench optim --model: unknown model \"" + n + "\" (known: " + list + ", table4)");
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+ModelConfig bench_model_config(const std::string& preset) {
+  nlohmann::json j;
+  if (!model_preset(preset, j)) throw InputError("bench optim: unknown model preset \"" + preset + "\"");
+  ModelConfig m;
+  m.preset = preset;
+  m.arch = j.value("arch", std::string("gpt2"));
+  const bool llama = m.arch == "llama";
+  m.n_layer = j.value("n_layer", m.n_layer);
+  m.n_embd = j.value("n_embd", m.n_embd);
+  m.n_head = j.value("n_head", m.n_head);
+  m.n_kv_head = j.value("n_kv_head", 0);
+  m.vocab_size = j.value("vocab_size", llama ? 32000 : 50257);
+  m.max_seq_len = j.value("max_seq_len", m.max_seq_len);
+  m.intermediate_size = j.value("intermediate_size", 0);
+  m.bias = !llama;
+  m.tie_embeddings = !llama;
+  m.norm_eps = llama ? 1e-6f : 1e-5f;
+  m.padded_vocab_size = (m.vocab_size + 127) / 128 * 128;
+  if (m.intermediate_size == 0) m.intermediate_size = llama ? 256 * (((8 * m.n_embd) / 3 + 255) / 256) : 4 * m.n_embd;
+  return m;
+}
+
+namespace {
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double ns_flops(int64_t rows, int64_t cols, int steps) {
+  const double s = (double)std::min(rows, cols), l = (double)std::max(rows, cols);
+  return steps * (4.0 * s * s * l + 2.0 * s * s * s);
+}
+
+double bytes_per_param(const std::string& type) {
+  if (type == "adamw") return 28;  // read w g m v, write w m v
+  return 20;                       // read w g m, write w m (RMNP fused; the floor of every momentum method)
+}
+
+std::string fmt(double x, int prec) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", prec, x);
+  return b;
+}
+
+}  // namespace
+
+std::vector<OptimBenchRow> bench_optimizers_cpu(const OptimBenchOptions& o) {
+  using clock = std::chrono::steady_clock;
+  std::vector<OptimBenchRow> rows;
+  for (const std::string& name : o.models) {
+    const Model model(bench_model_config(name));
+    std::vector<const ParamInfo*> mats;
+    size_t total = 0;
+    for (const ParamInfo& p : model.layout().params())
+      if (p.role == ParamRole::hidden_matrix) {
+        mats.push_back(&p);
+        total += p.numel;
+      }
+    std::vector<float> w(total), g(total);
+    Rng rng(o.seed);
+    for (size_t i = 0; i < total; ++i) {
+      w[i] = 0.02f * (float)(2.0 * rng.uniform() - 1.0);
+      g[i] = 1e-3f * (float)(2.0 * rng.uniform() - 1.0);
+    }
+    std::vector<ParamRef> refs;
+    size_t off = 0;
+    for (const ParamInfo* p : mats) {
+      refs.push_back(ParamRef{p, w.data() + off, g.data() + off});
+      off += p->numel;
+    }
+    for (const std::string& type : o.optimizers) {
+      GroupConfig cfg;
+      cfg.name = "matrix";
+      cfg.type = type;
+      cfg.lr = (float)default_lr(type);
+      cfg.weight_decay = 0.1f;
+      cfg.roles = {ParamRole::hidden_matrix};
+      auto opt = make_optimizer(cfg, refs, o.seed);
+      OptimBenchRow r;
+      r.model = name;
+      r.optimizer = type;
+      r.device = "cpu";
+      r.params = (int64_t)total;
+      r.matrices = (int)mats.size();
+      int64_t t = 1;
+      for (int i = 0; i < o.warmup; ++i) opt->step(refs, cfg.lr, t++);
+      std::vector<double> ms;
+      for (int i = 0; i < o.steps; ++i) {
+        const auto a = clock::now();
+        opt->step(refs, cfg.lr, t++);
+        ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - a).count());
+      }
+      r.step_ms = median_of(ms);
+      r.step_bytes = bytes_per_param(type) * (double)total;
+      double state = 0;
+      for (const auto& s : opt->state()) state += 4.0 * (double)s.numel;
+      r.peak_mib = (8.0 * (double)total + state) / (1024.0 * 1024.0);
+      // The preconditioning alone, on the gradient as a stand-in for U (same shapes, same cost).
+      if (type == "muon" || type == "rmnp") {
+        const NsCoefficients& c = ns_coefficients("jordan5");
+        std::vector<float> out(total);
+        std::vector<double> pm;
+        for (int i = 0; i < o.steps; ++i) {
+          const auto a = clock::now();
+          size_t q = 0;
+          for (const ParamInfo* p : mats) {
+            if (type == "muon")
+              newton_schulz(g.data() + q, p->rows(), p->cols(), c, 5, out.data() + q);
+            else
+              normalize_rows(g.data() + q, p->rows(), p->cols(), 1e-12f, out.data() + q);
+            q += p->numel;
+          }
+          pm.push_back(std::chrono::duration<double, std::milli>(clock::now() - a).count());
+        }
+        r.precond_ms = median_of(pm);
+        if (type == "muon")
+          for (const ParamInfo* p : mats) r.precond_work += ns_flops(p->rows(), p->cols(), 5);
+        else
+          r.precond_work = 8.0 * (double)total;
+      }
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+std::string optim_bench_markdown(const std::vector<OptimBenchRow>& rows) {
+  std::ostringstream os;
+  os << "| model | device | optimizer | matrices | params (M) | precond ms | precond achieved | step ms | step GB/s "
+        "| peak MiB | RMNP speedup vs Muon (precond / step) |\n";
+  os << "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  for (const auto& r : rows) {
+    const OptimBenchRow* muon = nullptr;
+    for (const auto& q : rows)
+      if (q.model == r.model && q.device == r.device && q.optimizer == "muon") muon = &q;
+    std::string pre = "-", ach = "-", spd = "-";
+    if (r.precond_ms >= 0) {
+      pre = fmt(r.precond_ms, 3);
+      if (r.precond_ms > 0) {
+        if (r.optimizer == "rmnp")
+          ach = fmt(r.precond_work / (r.precond_ms * 1e-3) / 1e9, 1) + " GB/s";
+        else
+          ach = fmt(r.precond_work / (r.precond_ms * 1e-3) / 1e12, 3) + " TFLOP/s";
+      }
+    }
+    if (r.optimizer == "rmnp" && muon && r.step_ms > 0) {
+      spd = (r.precond_ms > 0 && muon->precond_ms > 0 ? fmt(muon->precond_ms / r.precond_ms, 1) + "x" : "-") + " / " +
+            fmt(muon->step_ms / r.step_ms, 1) + "x";
+    }
+    const std::string gbs =
+        (r.optimizer == "adamw" || r.optimizer == "rmnp") && r.step_ms > 0 ? fmt(r.step_bytes / (r.step_ms * 1e-3) / 1e9, 1)
+                                                                           : "-";
+    os << "| " << r.model << " | " << r.device << " | " << r.optimizer << " | " << r.matrices << " | "
+       << fmt((double)r.params / 1e6, 1) << " | " << pre << " | " << ach << " | " << fmt(r.step_ms, 3) << " | " << gbs
+       << " | " << fmt(r.peak_mib, 0) << " | " << spd << " |\n";
+  }
+  return os.str();
+}
+
+}  // namespace llmtrain

@@ -1,0 +1,47 @@
+// `llmtrain bench optim`: the cost of one optimizer step on the hidden matrices of a model size
+// (the RMNP paper's Tables 2-4 setting): the preconditioning alone (Newton-Schulz for the Muon
+// family, row normalisation for RMNP) and the whole step, on the CPU optimizers or, on a CUDA
+// build with a visible GPU, on their device twins. Random weights and gradients; medians.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llmtrain/config.h"
+
+namespace llmtrain {
+
+struct OptimBenchOptions {
+  std::vector<std::string> models;      // preset names (aliases gpt2-125m, gpt2-770m accepted)
+  std::vector<std::string> optimizers;  // adamw, muon, rmnp, lowrank_muon, polargrad, newton_muon
+  int steps = 100, warmup = 3;
+  uint64_t seed = 1234;
+};
+
+struct OptimBenchRow {
+  std::string model, optimizer, device;
+  int64_t params = 0;      // elements updated (the model's hidden matrices)
+  int matrices = 0;
+  double precond_ms = -1;  // median; < 0 when the method has no separate preconditioning
+  double precond_work = 0; // its FLOPs (Newton-Schulz) or fewest bytes (row normalisation)
+  double step_ms = 0;      // median of whole optimizer steps
+  double step_bytes = 0;   // fewest bytes one step must move (fp32 state, weights, gradients)
+  double peak_mib = 0;     // GPU: device memory in use at the peak (weights, grads, optimizer);
+                           // CPU: weights + grads + optimizer state tensors
+};
+
+// "gpt2-125m" -> "gpt2-124m" and "gpt2-770m" -> "gpt2-774m" (the paper's names); "table4" expands
+// to the paper's eight GPT-2 sizes. InputError for unknown presets.
+std::vector<std::string> expand_bench_models(const std::vector<std::string>& names);
+// The ModelConfig of a preset with the derived sizes filled in as config loading does.
+ModelConfig bench_model_config(const std::string& preset);
+
+std::vector<OptimBenchRow> bench_optimizers_cpu(const OptimBenchOptions& o);
+// CUDA builds only (src/cuda/optim_bench.cpp).
+std::vector<OptimBenchRow> bench_optimizers_cuda(const OptimBenchOptions& o);
+
+// Markdown table with achieved TFLOP/s (Newton-Schulz) and GB/s (RMNP, AdamW) and the RMNP-vs-Muon
+// speedups of the same model.
+std::string optim_bench_markdown(const std::vector<OptimBenchRow>& rows);
+
+}  // namespace llmtrain

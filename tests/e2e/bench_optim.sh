@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `llmtrain bench optim` on the CPU optimizers at a tiny size: a Markdown row per (model, optimizer)
+# with the preconditioning and step times, the RMNP-vs-Muon speedup, the JSON rows, and input
+# errors for unknown models and optimizers.
+source "$(dirname "$0")/common.sh"
+
+OUT="$("$LLMTRAIN" bench optim --model gpt2-tiny --optimizer muon,rmnp,adamw --steps 3 --warmup 1 \
+        --device cpu --json "$WORK/rows.json")"
+echo "$OUT"
+echo "$OUT" | grep -q '^| model | device | optimizer' || fail "no table header"
+for opt in muon rmnp adamw; do
+  echo "$OUT" | grep -q "^| gpt2-tiny | cpu | $opt |" || fail "no row for $opt"
+done
+echo "$OUT" | grep "| rmnp |" | grep -q 'x / ' || fail "no RMNP-vs-Muon speedup"
+echo "$OUT" | grep "| muon |" | grep -q 'TFLOP/s' || fail "no Newton-Schulz TFLOP/s"
+"$PY" - "$WORK/rows.json" <<'PYEOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert [r["optimizer"] for r in rows] == ["muon", "rmnp", "adamw"], rows
+for r in rows:
+    assert r["params"] == 4 * 12 * 128 * 128, r  # the hidden matrices of gpt2-tiny
+    assert r["matrices"] == 16 and r["step_ms"] > 0 and r["peak_mib"] > 0, r
+assert rows[0]["precond_ms"] > 0 and rows[1]["precond_ms"] > 0 and rows[2]["precond_ms"] < 0, rows
+PYEOF
+
+expect_input_error "unknown model" "gpt2-9b" "$LLMTRAIN" bench optim --model gpt2-9b --steps 1 --device cpu
+expect_input_error "unknown optimizer" "sgdx" "$LLMTRAIN" bench optim --optimizer sgdx --model gpt2-tiny --steps 1 --device cpu
+echo "bench_optim: ok"
