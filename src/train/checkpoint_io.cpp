@@ -1,6 +1,7 @@
 // Checkpoint contents: model weights, optimizer state and the small JSON state, written through
 // CheckpointManager (atomic directory) and read back with strict shape and config checks.
 #include "train/checkpoint_io.h"
+#include "train/fault.h"
 
 #include <deque>
 #include <filesystem>
@@ -84,6 +85,8 @@ std::string save_checkpoint(CheckpointManager& mgr, const TrainState& st, const 
              {"code_version", LLMTRAIN_VERSION}};
       write_file_atomic((fs::path(dir) / "state.json").string(), j.dump(2) + "\n");
     }
+    // Crash-safety tests: die with every file written but the checkpoint not yet committed.
+    maybe_fault(fault_from_environment(), FaultPoint::in_checkpoint, st.step, rank);
   };
   if (comm.world() == 1) return mgr.save(st.step, write);
   // Several ranks fill one temp directory (named from a tag every rank knows), then rank 0 commits

@@ -28,6 +28,7 @@
 #include "llmtrain/tokenizer.h"
 #include "dist/zero.h"
 #include "train/checkpoint_io.h"
+#include "train/fault.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -183,6 +184,7 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
     std::ofstream(fs::path(cfg.run.dir) / "config.json") << cfg.resolved.dump(2) << "\n";
   }
 
+  const FaultPoint fault = fault_from_environment();
   auto save = [&](int64_t at_step) {
     TrainState st;
     st.step = at_step;
@@ -294,6 +296,7 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
     const bool last = step == total_steps;
     if ((cfg.run.eval_every > 0 && step % cfg.run.eval_every == 0) || last) run_eval(step, rec);
     if (metrics) metrics->write(rec);
+    maybe_fault(fault, FaultPoint::after_step, step, rank);
 
     if (main_rank && (step % cfg.run.log_every == 0 || last || steps_this_run == 1)) {
       std::string lr_s;

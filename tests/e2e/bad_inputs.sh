@@ -32,4 +32,5 @@ tiny_shards "$B/vocab" t 5000
 expect_input_error "vocab larger than the model's" "t_train_000001.bin" "$LLMTRAIN" train "$C" --overwrite \
   --set data.train=\"$B/vocab/t_train_*.bin\" --set data.val=\"\"
 expect_input_error "eval of a missing run" "missing_run" "$LLMTRAIN" eval "$WORK/missing_run"
+expect_input_error "malformed fault-injection spec" "LLMTRAIN_FAULT" env LLMTRAIN_FAULT=after_step:x "$LLMTRAIN" train "$C"
 echo "bad_inputs: all cases rejected as expected"

@@ -13,21 +13,23 @@ for l in open(sys.argv[1]):
 run_case() {
   local arch="$1" matrix="${2:-}" opt_sets=()
   [ -n "$matrix" ] && opt_sets=(--set "optimizer.matrix=$matrix")
-  local tag="$arch$(echo "$matrix" | tr -cd 'a-z_' | cut -c1-40)"
+  local tag="$arch$(echo "$matrix" | tr -cd 'a-z_' | cut -c1-40)${3:+_$3}"
   local C="$WORK/$tag.json" REF="$WORK/ref_$tag" R="$WORK/kill_$tag"
   tiny_config "$C" "$D" "$REF" "$arch"
   "$LLMTRAIN" train "$C" "${opt_sets[@]}" > "$REF.log" 2>&1 || { cat "$REF.log"; fail "$tag: reference run"; }
 
-  local kill_at=$(( (RANDOM % 14) + 5 ))
-  "$LLMTRAIN" train "$C" "${opt_sets[@]}" --set run.dir=\"$R\" > "$R.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 600); do
-    if [ -f "$R/metrics.jsonl" ] && [ "$(wc -l < "$R/metrics.jsonl")" -ge "$kill_at" ]; then break; fi
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -9 $pid 2>/dev/null || fail "$tag: run finished before the kill at step $kill_at"
-  wait $pid 2>/dev/null || true
+  # SIGKILL at a random step (LLMTRAIN_FAULT makes the process kill itself there, so the step is
+  # exact however fast the machine is), or, with a third argument, in the middle of step 8's
+  # checkpoint (files written, not yet committed: `latest` must still be step 4).
+  local kill_at=$(( (RANDOM % 18) + 3 )) point=after_step
+  if [ -n "${3:-}" ]; then kill_at=8; point=in_checkpoint; fi
+  local rc=0
+  LLMTRAIN_FAULT="$point:$kill_at" "$LLMTRAIN" train "$C" "${opt_sets[@]}" --set run.dir=\"$R\" > "$R.log" 2>&1 || rc=$?
+  [ "$rc" -eq 137 ] || { cat "$R.log"; fail "$tag: expected the run to die of SIGKILL at $point $kill_at, exit code $rc"; }
+  if [ "$point" = in_checkpoint ]; then
+    [ "$(cat "$R/ckpt/latest")" = step_00000004 ] || fail "$tag: latest moved to an uncommitted checkpoint"
+    "$LLMTRAIN" eval "$R" --batches 1 > "$R.eval.log" 2>&1 || { cat "$R.eval.log"; fail "$tag: latest does not load"; }
+  fi
   "$LLMTRAIN" train "$C" "${opt_sets[@]}" --set run.dir=\"$R\" --resume auto > "$R.resume.log" 2>&1 \
     || { cat "$R.resume.log"; fail "$tag: resume"; }
   grep -q "resumed from" "$R.resume.log" || fail "$tag: the second run did not resume"
@@ -38,11 +40,12 @@ run_case() {
     || fail "$tag: final optimizer state differs"
   diff <(losses "$REF/metrics.jsonl") <(losses "$R/metrics.jsonl") \
     || fail "$tag: loss curve differs after kill at step $kill_at and resume"
-  echo "ok: $tag killed at step ~$kill_at, resumed, bit-identical"
+  echo "ok: $tag killed ($point $kill_at), resumed, bit-identical"
 }
 
 run_case gpt2
 run_case llama
+run_case gpt2 '' mid-checkpoint
 # Every matrix optimizer's state (momentum, sketch RNG, Newton-Muon statistics) must resume exactly.
 run_case gpt2 '{"type": "muon", "lr": 0.02}'
 run_case gpt2 '{"type": "rmnp", "lr": 0.01}'
