@@ -106,12 +106,22 @@ def diag_group(d, prefer):
 
 
 def ema(values, alpha):
-    out, s = [], None
+    """Bias-corrected exponential moving average (as Adam corrects its moments): the first points
+    are averages of what has been seen so far, not pulled toward zero or toward the first value."""
+    out, s, w = [], 0.0, 0.0
     for v in values:
-        s = v if s is None else alpha * s + (1 - alpha) * v
-        out.append(s)
-    # Bias toward the first value fades quickly; no correction needed for plotting.
+        s = alpha * s + (1 - alpha) * v
+        w = alpha * w + (1 - alpha)
+        out.append(s / w)
     return out
+
+
+def ema_for(n, alpha):
+    """The smoothing actually used for a curve of n points: at most ~1/20 of the curve's length, so
+    that a short run's smoothed curve does not lag behind its raw one by a large part of the run."""
+    if n < 2 or alpha <= 0:
+        return 0.0
+    return min(alpha, max(0.0, 1.0 - 20.0 / n))
 
 
 def main():
@@ -120,7 +130,8 @@ def main():
     ap.add_argument("--out", required=True, help="output image (PNG, PDF or SVG by extension)")
     ap.add_argument("--title", default="", help="figure title")
     ap.add_argument("--x", choices=["step", "tokens"], default="step", help="x axis (tokens: cumulative tokens)")
-    ap.add_argument("--ema", type=float, default=0.9, help="EMA smoothing of the training loss (0 = none)")
+    ap.add_argument("--ema", type=float, default=0.9,
+                    help="EMA smoothing of the training loss (0 = none; short runs get less, see ema_for)")
     ap.add_argument("--group", default="matrix", help="optimizer group whose diagnostics are drawn")
     args = ap.parse_args()
     if not 0 <= args.ema < 1:
@@ -165,9 +176,10 @@ def main():
         pts = [(x, r["loss"]) for x, r in zip(xs, recs) if num(r.get("loss"))]
         if pts:
             px, py = zip(*pts)
-            if args.ema > 0 and len(py) > 1:
+            a = ema_for(len(py), args.ema)
+            if a > 0:
                 ax_train.plot(px, py, color=c, alpha=0.2, linewidth=0.8)
-                ax_train.plot(px, ema(py, args.ema), color=c, linewidth=1.5, label=name)
+                ax_train.plot(px, ema(py, a), color=c, linewidth=1.5, label=name)
             else:
                 ax_train.plot(px, py, color=c, linewidth=1.5, label=name)
         vpts = []
@@ -188,10 +200,13 @@ def main():
                 kp = [(x, g[key]) for x, g in dpts if num(g.get(key)) and g[key] > 0]
                 if kp:
                     kx, ky = zip(*kp)
-                    ax_d.plot(kx, ky, color=c, linestyle=style, linewidth=1.3,
-                              label=f"{name} {key}" if len(runs) > 1 else key)
+                    # One legend entry per run (its r_avg line); the line styles are in the title.
+                    label = (name if len(runs) > 1 else key) if key == "r_avg" or len(runs) == 1 else None
+                    ax_d.plot(kx, ky, color=c, linestyle=style, linewidth=1.3, label=label)
 
-    ax_train.set_title("training loss" + (f" (EMA {args.ema:g})" if args.ema > 0 else ""))
+    n_max = max(len(recs) for _, recs in runs)
+    a_used = ema_for(n_max, args.ema)
+    ax_train.set_title("training loss" + (f" (EMA {a_used:.2g})" if a_used > 0 else ""))
     ax_val.set_title("validation loss")
     for ax in (ax_train, ax_val):
         ax.set_xlabel(xlabel)
@@ -205,7 +220,8 @@ def main():
         ax_d = axes[0][2]
         ax_d.axhline(1.0, color="red", linestyle="--", linewidth=1)
         ax_d.set_yscale("log")
-        ax_d.set_title(f"diagonal dominance of V V^T ({args.group} group)")
+        ax_d.set_title(f"diagonal dominance of V V^T ({args.group} group)\n"
+                       "r_avg solid, r_min dashed, r_max dotted; red: ratio 1", fontsize=10)
         ax_d.set_xlabel(xlabel)
         ax_d.set_ylabel("ratio (diag / mean |off-diag|)")
         ax_d.grid(True, alpha=0.3, which="both")

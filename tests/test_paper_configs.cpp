@@ -72,8 +72,8 @@ TEST_CASE("every config and sweep spec under configs/ validates", "[config][pape
       CHECK_NOTHROW(load_config(f.string()));
     }
   }
-  CHECK(configs >= 33);
-  CHECK(specs >= 1);
+  CHECK(configs >= 36);  // 33 paper runs, the timing base, the two CPU reproduction bases
+  CHECK(specs >= 11);
   CHECK(sweep_runs > 0);
 }
 
@@ -85,7 +85,7 @@ TEST_CASE("the RMNP paper configs follow the paper's setup", "[config][paper]") 
   std::map<std::string, std::set<std::string>> optimizers;  // "<model>-<dataset>" -> methods present
   int n = 0;
   for (const auto& f : json_files(kSource / "configs" / "paper")) {
-    if (f.parent_path().filename() == "sweeps") continue;
+    if (f.parent_path().filename() == "sweeps" || f.parent_path().filename() == "timing") continue;
     INFO("file: " << f.string());
     const std::string stem = f.stem().string();  // e.g. gpt2-small-owt-rmnp
     const auto last = stem.rfind('-');
@@ -118,6 +118,7 @@ TEST_CASE("the RMNP paper configs follow the paper's setup", "[config][paper]") 
       CHECK(c.data.batch_tokens == 480 * 1024);
       CHECK(c.data.mode == "packed");
       CHECK_FALSE(c.model.bias);
+      CHECK(c.model.scale_attn_by_inverse_layer_idx);  // the authors' nanoGPT scripts default to it
       CHECK(rows % (c.data.micro_batch * 8) == 0);  // also exact on 8 GPUs
       if (method != "adamw") {
         // The authors' GPT-2 runs send every 2-D tensor (embeddings included) to the matrix method.
@@ -141,5 +142,74 @@ TEST_CASE("the RMNP paper configs follow the paper's setup", "[config][paper]") 
   for (const auto& [family, methods] : optimizers) {
     INFO("family: " << family);
     CHECK(methods == std::set<std::string>{"adamw", "muon", "rmnp"});
+  }
+}
+
+namespace {
+
+// Loads every run a sweep spec under the source tree would train (base + overrides).
+std::vector<std::pair<report::SweepRun, RunConfig>> sweep_configs(const std::string& spec_path) {
+  const report::SweepSpec spec = report::load_sweep_spec((kSource / spec_path).string());
+  std::vector<std::pair<report::SweepRun, RunConfig>> out;
+  for (const auto& r : report::expand_sweep(spec)) {
+    std::vector<std::string> sets;
+    for (const auto& [k, v] : r.overrides) sets.push_back(k + "=" + v.dump());
+    out.emplace_back(r, load_from_source(r.base, sets));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the timing sweep covers Table 4's model sizes with Muon and RMNP", "[config][paper]") {
+  const auto runs = sweep_configs("configs/paper/sweeps/timing.json");
+  REQUIRE(runs.size() == 16);
+  std::map<std::string, std::set<std::string>> methods;  // preset -> methods
+  for (const auto& [r, c] : runs) {
+    INFO("run: " << r.name);
+    CHECK(c.data.seq_len == 1024);
+    CHECK(c.data.batch_tokens == 16 * 1024);
+    CHECK(c.run.steps == 110);  // 10 untimed + the paper's 100
+    methods[c.model.preset].insert(c.optimizer["matrix"]["type"].get<std::string>());
+  }
+  CHECK(methods.size() == 8);
+  for (const char* p : {"gpt2-60m", "gpt2-124m", "gpt2-200m", "gpt2-355m", "gpt2-500m", "gpt2-774m", "gpt2-1.3b",
+                        "gpt2-1.5b"}) {
+    INFO("preset: " << p);
+    CHECK(methods[p] == std::set<std::string>{"muon", "rmnp"});
+  }
+}
+
+TEST_CASE("the CPU reproduction sweeps: 2 models x 3 optimizers x 3 lrs on the demo corpus", "[config][paper]") {
+  auto runs = sweep_configs("configs/repro/cpu_small_gpt2.json");
+  const auto llama = sweep_configs("configs/repro/cpu_small_llama.json");
+  runs.insert(runs.end(), llama.begin(), llama.end());
+  REQUIRE(runs.size() == 18);
+  std::map<std::string, std::set<double>> lrs;  // "<arch>/<method>" -> lrs
+  for (const auto& [r, c] : runs) {
+    INFO("run: " << r.name);
+    CHECK(c.run.threads == 1);  // the two sweeps run side by side on 2 cores
+    CHECK(c.run.backend == "cpu");
+    CHECK(c.data.train == "data/demo/demo_train_*.bin");
+    CHECK(c.data.batch_tokens == 1024);
+    CHECK(c.model.vocab_size == 50257);  // the demo shards hold GPT-2 ids
+    CHECK(c.schedule.value("warmup_frac", -1.0) == Approx(0.1));
+    const json& opt = c.optimizer;
+    const std::string method = opt.contains("matrix") ? opt["matrix"]["type"].get<std::string>() : "adamw";
+    const double lr = opt.contains("matrix") ? opt["matrix"]["lr"].get<double>() : opt["adamw"]["lr"].get<double>();
+    lrs[c.model.arch + "/" + method].insert(lr);
+    if (method == "adamw") continue;
+    if (c.model.arch == "gpt2") {
+      CHECK(opt["matrix"]["roles"] == json::array({"hidden_matrix", "embedding", "lm_head"}));
+      CHECK(opt["matrix"]["momentum_form"] == "sum");
+    } else {
+      CHECK_FALSE(opt["matrix"].contains("roles"));
+      if (method == "rmnp") CHECK(opt["matrix"]["lr"] == opt["adamw"]["lr"]);
+    }
+  }
+  CHECK(lrs.size() == 6);
+  for (const auto& [k, v] : lrs) {
+    INFO(k);
+    CHECK(v.size() == 3);
   }
 }

@@ -225,6 +225,13 @@ TEST_CASE("report arguments expand to run directories", "[report]") {
   CHECK(fs::path(dirs[0]).filename() == "b_run");
   CHECK(fs::path(dirs[2]).filename() == "c_run");
   CHECK(summarize_run(dirs[2]).status == "not started");
+  // A run not started yet is listed but makes no row or column of its own.
+  std::vector<RunSummary> some;
+  for (const auto& d : dirs) some.push_back(summarize_run(d));
+  Table tab = build_table(some, "optimizer", "lr", "final");
+  CHECK(tab.rows == std::vector<std::string>{"adamw"});
+  CHECK(tab.cols == std::vector<std::string>{"0.001", "0.002"});
+  CHECK_THAT(format_markdown(some, tab), Catch::Contains("| c_run | not started"));
 
   // A run directory stands for itself; duplicates collapse.
   dirs = expand_run_dirs({t.str("sweep/a_run"), t.str("sweep/a_run/")});
@@ -312,6 +319,53 @@ TEST_CASE("best-of-grid: one cell per optimizer and model, lowest complete run w
     CHECK(b.cells[2][0].value == Approx(18.0));
     CHECK_THROWS_AS(build_table(runs, "optimizer", "", "median"), InputError);
   }
+}
+
+TEST_CASE("composite keys give one row per combination; optim_ms makes the timing table", "[report]") {
+  TempDir t;
+  std::vector<RunSummary> runs;
+  auto add = [&](const std::string& n, const std::string& preset, const json& opt, double ppl, double optim_ms) {
+    const fs::path d = t.path / n;
+    write(d / "config.json", run_config(n, preset, 10, opt).dump(2));
+    write(d / "metrics.jsonl", metrics_lines(10, 10, {ppl}, optim_ms));
+    runs.push_back(summarize_run(d.string()));
+  };
+  add("l_rmnp_hi", "gpt2-355m", opt_matrix("rmnp", 0.004), 18.5, 0.4);
+  add("s_muon_lo", "gpt2-124m", opt_matrix("muon", 0.01), 23.0, 3.0);
+  add("s_rmnp_lo", "gpt2-124m", opt_matrix("rmnp", 0.002), 23.5, 0.2);
+  add("s_rmnp_hi", "gpt2-124m", opt_matrix("rmnp", 0.004), 22.8, 0.2);
+  add("s_adamw", "gpt2-124m", opt_adamw(6e-4), 24.2, 0.1);
+
+  CHECK(run_key(runs[1], "model+optimizer") == "gpt2-124m / muon");
+  CHECK(run_key(runs[4], "optimizer+lr") == "adamw / 0.0006");
+
+  // The learning-rate layout: model, then optimizer in the paper's order; lr columns numeric.
+  Table lr = build_table(runs, "model+optimizer", "lr", "final");
+  REQUIRE(lr.rows == std::vector<std::string>{"gpt2-124m / adamw", "gpt2-124m / muon", "gpt2-124m / rmnp",
+                                              "gpt2-355m / rmnp"});
+  REQUIRE(lr.cols == std::vector<std::string>{"0.0006", "0.002", "0.004", "0.01"});
+  CHECK(lr.cells[2][1].value == Approx(23.5));
+  CHECK(lr.cells[2][2].value == Approx(22.8));
+  CHECK(lr.cells[1][3].value == Approx(23.0));
+  CHECK(lr.cells[0][1].run == -1);
+  const std::string md = format_markdown(runs, lr);
+  CHECK_THAT(md, Catch::Contains("| model+optimizer | 0.0006 | 0.002 | 0.004 | 0.01 |"));
+  CHECK_THAT(md, Catch::Contains("| gpt2-124m / rmnp | - | 23.50 | **22.80** | - |"));  // its best lr
+  CHECK_THAT(md, Catch::Contains("| gpt2-355m / rmnp | - | - | **18.50** | - |"));
+
+  // The timing layout: rows model (by size), columns optimizer, mean optimizer ms per step.
+  Table tm = build_table(runs, "model", "optimizer", "optim_ms");
+  REQUIRE(tm.rows == std::vector<std::string>{"gpt2-124m", "gpt2-355m"});
+  REQUIRE(tm.cols == std::vector<std::string>{"adamw", "muon", "rmnp"});
+  CHECK(tm.cells[0][1].value == Approx(3.0));
+  CHECK(tm.cells[0][2].value == Approx(0.2));
+  CHECK(tm.cells[1][2].value == Approx(0.4));
+  const std::string tmd = format_markdown(runs, tm);
+  CHECK_THAT(tmd, Catch::Contains("## Mean optimizer time per step (ms) (rows: model, columns: optimizer)"));
+  CHECK_THAT(tmd, Catch::Contains("| gpt2-124m | **0.100** | 3.000 | 0.200 |"));  // best of its row
+  CHECK_THAT(tmd, Catch::Contains("| gpt2-355m | - | - | **0.400** |"));
+  CHECK_THAT(tmd, Catch::Contains("Bold: best in its row."));
+  CHECK(format_table_csv(tm) == "model,adamw,muon,rmnp\ngpt2-124m,0.1000,3.0000,0.2000\ngpt2-355m,,,0.4000\n");
 }
 
 TEST_CASE("csv fields are quoted when needed and NaN prints as a dash", "[report]") {

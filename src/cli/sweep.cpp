@@ -24,10 +24,11 @@ Command add_sweep_command(CLI::App& app) {
       "`llmtrain train BASE --set k=v ... --resume auto`; OUT/sweep.json holds every run's status and\n"
       "OUT/<name>/train.log its output. Running the same command again skips finished runs.\n"
       "Examples:\n"
-      "  llmtrain sweep configs/repro/cpu_small.json --dry-run     # print the runs and commands\n"
-      "  llmtrain sweep configs/repro/cpu_small.json\n"
+      "  llmtrain sweep configs/repro/cpu_small_gpt2.json --dry-run   # print the runs and commands\n"
+      "  llmtrain sweep configs/repro/cpu_small_gpt2.json\n"
       "  llmtrain sweep configs/paper/sweeps/gpt2-owt.json --nproc-per-node 8 --continue-on-failure\n"
-      "  llmtrain report runs/repro_cpu_small --by optimizer,model --md runs/repro_cpu_small/report.md");
+      "  llmtrain report runs/repro_cpu_small/gpt2 --by optimizer,model --md report.md\n"
+      "Ctrl-C stops the current run (it resumes from its last checkpoint next time) and exits 130.");
   sub->add_option("spec", o->spec, "Sweep spec (JSON)")->required()->check(CLI::ExistingFile);
   sub->add_flag("--dry-run", o->sweep.dry_run, "Print the runs, what each would do (new/resume/skip) and the commands");
   sub->add_flag("--continue-on-failure", o->sweep.continue_on_failure,

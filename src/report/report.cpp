@@ -122,9 +122,21 @@ int optimizer_rank(const std::string& s) {
   return 3;
 }
 
-// Orders the distinct values of one grouping key: optimizers in the paper's order, models by size,
-// numbers numerically, everything else alphabetically; "-" (missing) always last.
-std::vector<std::string> ordered_values(const std::vector<RunSummary>& runs, const std::string& key) {
+// "model+optimizer" -> {"model", "optimizer"}; a plain key -> {key}.
+std::vector<std::string> key_parts(const std::string& key) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t plus = key.find('+', start);
+    out.push_back(key.substr(start, plus == std::string::npos ? std::string::npos : plus - start));
+    if (plus == std::string::npos) return out;
+    start = plus + 1;
+  }
+}
+
+// Orders the distinct values of one simple grouping key: optimizers in the paper's order, models
+// by size, numbers numerically, everything else alphabetically; "-" (missing) always last.
+std::vector<std::string> ordered_simple_values(const std::vector<RunSummary>& runs, const std::string& key) {
   std::set<std::string> seen;
   std::map<std::string, double> size_of;
   for (const auto& r : runs) {
@@ -153,16 +165,47 @@ std::vector<std::string> ordered_values(const std::vector<RunSummary>& runs, con
   return vals;
 }
 
+// The distinct values of a grouping key in table order. A composite key ("model+optimizer") is
+// ordered part by part, each part as its own key would be.
+std::vector<std::string> ordered_values(const std::vector<RunSummary>& runs, const std::string& key) {
+  const std::vector<std::string> parts = key_parts(key);
+  if (parts.size() == 1) return ordered_simple_values(runs, key);
+  std::vector<std::map<std::string, size_t>> rank(parts.size());
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const auto vals = ordered_simple_values(runs, parts[p]);
+    for (size_t i = 0; i < vals.size(); ++i) rank[p][vals[i]] = i;
+  }
+  std::map<std::string, std::vector<size_t>> order;  // composite value -> ranks of its parts
+  for (const auto& r : runs) {
+    std::vector<size_t> k;
+    for (size_t p = 0; p < parts.size(); ++p) k.push_back(rank[p][run_key(r, parts[p])]);
+    order.emplace(run_key(r, key), std::move(k));
+  }
+  std::vector<std::string> vals;
+  for (const auto& [v, k] : order) vals.push_back(v);
+  std::stable_sort(vals.begin(), vals.end(),
+                   [&](const std::string& a, const std::string& b) { return order[a] < order[b]; });
+  return vals;
+}
+
 double metric_of(const RunSummary& r, const std::string& metric) {
   if (metric == "best") return r.best_val_ppl;
   if (metric == "loss") return r.final_loss;
+  if (metric == "optim_ms") return r.mean_optim_ms;
   return r.final_val_ppl;
 }
 
 std::string metric_title(const std::string& metric) {
   if (metric == "best") return "best validation perplexity";
   if (metric == "loss") return "final training loss";
+  if (metric == "optim_ms") return "mean optimizer time per step (ms)";
   return "final validation perplexity";
+}
+
+const char* metric_format(const std::string& metric) {
+  if (metric == "loss") return "%.4f";
+  if (metric == "optim_ms") return "%.3f";
+  return "%.2f";
 }
 
 std::string md_escape(const std::string& s) {
@@ -381,6 +424,11 @@ std::vector<std::string> expand_run_dirs(const std::vector<std::string>& args) {
 }
 
 std::string run_key(const RunSummary& r, const std::string& key) {
+  if (key.find('+') != std::string::npos) {
+    std::string out;
+    for (const auto& part : key_parts(key)) out += (out.empty() ? "" : " / ") + run_key(r, part);
+    return out;
+  }
   auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
   if (key == "optimizer") return or_dash(r.optimizer);
   if (key == "model") return or_dash(r.model);
@@ -396,20 +444,26 @@ std::string run_key(const RunSummary& r, const std::string& key) {
 
 Table build_table(const std::vector<RunSummary>& runs, const std::string& row_key, const std::string& col_key,
                   const std::string& metric) {
-  if (metric != "final" && metric != "best" && metric != "loss")
-    throw InputError("--metric: unknown value \"" + metric + "\" (expected final, best or loss)");
+  if (metric != "final" && metric != "best" && metric != "loss" && metric != "optim_ms")
+    throw InputError("--metric: unknown value \"" + metric + "\" (expected final, best, loss or optim_ms)");
   Table t;
   t.row_key = row_key;
   t.col_key = col_key;
   t.metric = metric;
-  t.rows = ordered_values(runs, row_key);
-  t.cols = col_key.empty() ? std::vector<std::string>{""} : ordered_values(runs, col_key);
+  // Runs that have not started yet (a sweep's later runs) are listed per run but get no row or
+  // column of their own: they have no optimizer, model or lr to group by.
+  std::vector<RunSummary> started;
+  for (const auto& r : runs)
+    if (r.status != "not started") started.push_back(r);
+  t.rows = ordered_values(started, row_key);
+  t.cols = col_key.empty() ? std::vector<std::string>{""} : ordered_values(started, col_key);
   t.cells.assign(t.rows.size(), std::vector<Table::Cell>(t.cols.size()));
   auto index_of = [](const std::vector<std::string>& v, const std::string& s) {
     return (size_t)(std::find(v.begin(), v.end(), s) - v.begin());
   };
   for (size_t i = 0; i < runs.size(); ++i) {
     const RunSummary& r = runs[i];
+    if (r.status == "not started") continue;
     Table::Cell& c = t.cells[index_of(t.rows, run_key(r, row_key))]
                             [col_key.empty() ? 0 : index_of(t.cols, run_key(r, col_key))];
     ++c.candidates;
@@ -433,15 +487,21 @@ std::string format_markdown(const std::vector<RunSummary>& runs, const Table& t)
   const std::string title = metric_title(t.metric);
   o << "## " << char(std::toupper(title[0])) << title.substr(1);
   o << (t.col_key.empty() ? "" : " (rows: " + t.row_key + ", columns: " + t.col_key + ")") << "\n\n";
-  // Lowest complete value per column, for bold.
-  std::vector<double> best(t.cols.size(), kNaN);
+  // Bold marks the lowest complete value down each column (rows = optimizers, columns = model
+  // sizes: the paper's layout), or along each row when the columns are the optimizers (the timing
+  // table) or the rows are combinations (model+optimizer by lr: the best lr of each row).
+  const bool per_row = (t.col_key == "optimizer" && t.row_key != "optimizer") ||
+                       (t.row_key.find('+') != std::string::npos && t.col_key.find("optimizer") == std::string::npos);
+  const size_t n_lines = per_row ? t.rows.size() : t.cols.size();
+  std::vector<double> best(n_lines, kNaN);
   for (size_t c = 0; c < t.cols.size(); ++c)
     for (size_t r = 0; r < t.rows.size(); ++r) {
       const auto& cell = t.cells[r][c];
-      if (cell.run >= 0 && !cell.from_incomplete && (!std::isfinite(best[c]) || cell.value < best[c]))
-        best[c] = cell.value;
+      double& b = best[per_row ? r : c];
+      if (cell.run >= 0 && !cell.from_incomplete && (!std::isfinite(b) || cell.value < b)) b = cell.value;
     }
-  const char* spec = t.metric == "loss" ? "%.4f" : "%.2f";
+  const size_t rivals = per_row ? t.cols.size() : t.rows.size();
+  const char* spec = metric_format(t.metric);
   o << "| " << md_escape(t.row_key) << " |";
   for (const auto& c : t.cols) o << " " << md_escape(c.empty() ? title : c) << " |";
   o << "\n|---|";
@@ -457,7 +517,7 @@ std::string format_markdown(const std::vector<RunSummary>& runs, const Table& t)
       if (cell.run >= 0 && cell.from_incomplete) {
         s += "†";
         any_incomplete = true;
-      } else if (cell.run >= 0 && cell.value == best[c] && t.rows.size() > 1) {
+      } else if (cell.run >= 0 && cell.value == best[per_row ? r : c] && rivals > 1) {
         s = "**" + s + "**";
       }
       o << " " << s << " |";
@@ -468,7 +528,7 @@ std::string format_markdown(const std::vector<RunSummary>& runs, const Table& t)
   if (any_multi)
     o << "Each cell is the best (lowest) run of its group over the rest of the grid; complete runs win over "
          "incomplete ones. ";
-  o << "Bold: best in its column.";
+  o << (per_row ? "Bold: best in its row." : "Bold: best in its column.");
   if (any_incomplete) o << " †: only incomplete runs in this cell (value from the last step reached).";
   o << "\n\n";
 

@@ -73,11 +73,13 @@ std::vector<std::string> expand_run_dirs(const std::vector<std::string>& args);
 
 // The value a run has for a grouping key: "optimizer", "model", "dataset", "lr", "adamw_lr",
 // "name", "status", or a dotted path into config.json ("optimizer.matrix.momentum", "run.seed").
-// Missing values are "-".
+// Missing values are "-". A composite key joins simple ones with '+' ("model+optimizer" gives
+// "gpt2-124m / rmnp"): one table row per combination, ordered part by part.
 std::string run_key(const RunSummary& r, const std::string& key);
 
 // The pivot table: rows by one key, columns by another; each cell holds the best run of its
-// group by `metric` ("final": final validation perplexity, "best": best one seen during the run).
+// group by `metric` ("final": final validation perplexity, "best": best one seen during the run,
+// "loss": final training loss, "optim_ms": mean optimizer time per step, as the timing table).
 // Complete runs win over incomplete ones; a cell filled only by incomplete runs is flagged.
 struct Table {
   struct Cell {

@@ -528,8 +528,9 @@ int run_sweep(const SweepSpec& spec, const SweepOptions& opts, std::ostream& out
     const RunDirState after = inspect_run_dir(runs[i].dir, e[i].steps);
     e[i].last_step = after.metrics_step;
     if (pr.interrupted || (pr.signal == SIGINT)) {
-      e[i].status = "interrupted";
-      e[i].detail = pr.describe();
+      // The signal may have arrived after the run's last checkpoint: then the run is done.
+      e[i].status = after.finished ? "complete" : "interrupted";
+      e[i].detail = after.finished ? "" : pr.describe();
       for (size_t k = i + 1; k < runs.size(); ++k)
         if (e[k].status == "pending") e[k].status = "not run";
       write_status(s, runs, e);
