@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "test_util.h"
 #include "llmtrain/checkpoint.h"
 #include "llmtrain/error.h"
 #include "llmtrain/safetensors.h"
@@ -25,17 +26,8 @@ using Catch::Matchers::EndsWith;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/llmtrain_test_ckpt_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("ckpt") {}
 };
 
 template <typename F>

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "llmtrain/data.h"
 #include "llmtrain/error.h"
 #include "llmtrain/shard.h"
@@ -22,17 +23,8 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/llmtrain_test_data_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("data") {}
 };
 
 void write_shard(const std::string& path, const std::vector<int32_t>& toks, bool u32 = false) {

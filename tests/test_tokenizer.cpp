@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
 #include "llmtrain/error.h"
 #include "llmtrain/shard.h"
 #include "llmtrain/tokenize.h"
@@ -36,17 +37,8 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/llmtrain_test_tok_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("tok") {}
 };
 
 std::string fixture(const std::string& rel) { return std::string(LLMTRAIN_FIXTURES_DIR) + "/" + rel; }
