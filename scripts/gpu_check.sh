@@ -12,8 +12,13 @@
 # Every stage runs even when an earlier one fails (a failing stage is recorded, not fatal), except
 # that nothing after the build runs when the build fails. Exit status: 0 when every stage passed.
 #
-# Usage: scripts/gpu_check.sh [--quick]
-#   --quick   skip the long benchmarks (GPT-2 124M / LLaMA 130M training-step benches)
+# Usage: scripts/gpu_check.sh [--quick] [--skip-build]
+#   --quick        skip the long benchmarks (GPT-2 124M / LLaMA 130M training-step benches) and the
+#                  second (JUnit) pass of the GPU tests
+#   --skip-build   reuse an existing build in BUILD_DIR (e.g. built by an earlier call on the same
+#                  machine), so build and tests+benches can be split over two time-limited commands
+# Every stage runs under `timeout` (a hung kernel cannot eat the whole budget), and report.md is
+# written on exit even when the script is interrupted.
 # Environment: OUT (report dir), BUILD_DIR (default build), JOBS (default nproc).
 set -u -o pipefail
 
@@ -22,22 +27,34 @@ OUT="${OUT:-gpu_report}"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 JOBS="${JOBS:-$(nproc)}"
 QUICK=0
-[[ "${1:-}" == "--quick" ]] && QUICK=1
+SKIP_BUILD=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    --skip-build) SKIP_BUILD=1 ;;
+    *) echo "gpu_check.sh: unknown argument $arg (expected --quick, --skip-build)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 REPORT="$OUT/report.md"
 FAILED=()
+# Relative paths in the configs and --set overrides (data/demo/...) resolve against the cwd.
+cd "$ROOT" || exit 1
 
 export PATH="/usr/local/cuda/bin:$PATH"
 
 log() { echo "[gpu_check] $*" | tee -a "$OUT/progress.log"; }
-# stage NAME LOGFILE CMD...: runs CMD with output to LOGFILE, records the result.
+# stage NAME LOGFILE CMD...: runs CMD with output to LOGFILE, records the result. Commands (not
+# shell functions) are limited to STAGE_TIMEOUT seconds (default 240; exit 124 when hit).
 stage() {
   local name="$1" logf="$2"
   shift 2
   log "stage: $name"
   local t0=$SECONDS
-  if "$@" >"$logf" 2>&1; then
+  local limit=()
+  declare -F "$1" >/dev/null || limit=(timeout -k 10 "${STAGE_TIMEOUT:-240}")
+  if ${limit[@]+"${limit[@]}"} "$@" >"$logf" 2>&1; then
     echo "| $name | pass | $((SECONDS - t0)) s | $(basename "$logf") |" >>"$OUT/stages.md"
     return 0
   else
@@ -77,7 +94,15 @@ if ! command -v ninja >/dev/null; then
       cmake --build "$BUILD_DIR" -j "$JOBS" --target llmtrain llmtrain_tests llmtrain_gpu_tests
   }
 fi
-if ! stage "configure + build (CUDA, Release)" "$OUT/build.log" build; then
+if [[ $SKIP_BUILD -eq 1 ]]; then
+  log "skipping the build (--skip-build): using $BUILD_DIR"
+  if [[ ! -x "$BUILD_DIR/llmtrain" || ! -x "$BUILD_DIR/tests/llmtrain_gpu_tests" ]]; then
+    echo "| configure + build | **FAIL (--skip-build but no build in $BUILD_DIR)** | 0 s | - |" >>"$OUT/stages.md"
+    FAILED+=("build")
+    { echo "# GPU check report"; echo; cat "$OUT/stages.md"; } >"$REPORT"
+    exit 1
+  fi
+elif ! stage "configure + build (CUDA, Release)" "$OUT/build.log" build; then
   {
     echo "# GPU check report"
     echo
@@ -91,34 +116,39 @@ if ! stage "configure + build (CUDA, Release)" "$OUT/build.log" build; then
 fi
 LLMTRAIN="$BUILD_DIR/llmtrain"
 
+trap write_report EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
 # ---- device tests ----
-stage "GPU tests (llmtrain_gpu_tests)" "$OUT/gpu_tests.txt" \
+STAGE_TIMEOUT=300 stage "GPU tests (llmtrain_gpu_tests)" "$OUT/gpu_tests.txt" \
   "$BUILD_DIR/tests/llmtrain_gpu_tests" --durations yes
-"$BUILD_DIR/tests/llmtrain_gpu_tests" --reporter junit --out "$OUT/gpu_tests.xml" >/dev/null 2>&1 || true
+if [[ $QUICK -eq 0 ]]; then  # a second full pass of the device tests: skipped by --quick
+  timeout -k 10 300 "$BUILD_DIR/tests/llmtrain_gpu_tests" --reporter junit --out "$OUT/gpu_tests.xml" >/dev/null 2>&1 || true
+fi
 
 # ---- CPU unit tests (quick) ----
-stage "CPU unit tests (ctest -L unit)" "$OUT/ctest_unit.txt" \
-  ctest --test-dir "$BUILD_DIR" -L unit -j "$JOBS" --output-on-failure --timeout 600
+STAGE_TIMEOUT=300 stage "CPU unit tests (ctest -L unit)" "$OUT/ctest_unit.txt" \
+  ctest --test-dir "$BUILD_DIR" -L unit -j "$JOBS" --output-on-failure --timeout 120
 
 # ---- benchmarks ----
-stage "bench gpu (GEMM, copy, kernels)" "$OUT/bench_gpu.txt" "$LLMTRAIN" bench gpu
+STAGE_TIMEOUT=120 stage "bench gpu (GEMM, copy, kernels)" "$OUT/bench_gpu.txt" "$LLMTRAIN" bench gpu
 
 bench_fb() {  # name config [extra --set ...]
   local name="$1" cfg="$2"
   shift 2
-  stage "bench train --fwd-bwd-only $name" "$OUT/bench_fwdbwd_$name.json" \
+  STAGE_TIMEOUT=120 stage "bench train --fwd-bwd-only $name" "$OUT/bench_fwdbwd_$name.json" \
     "$LLMTRAIN" bench train "$ROOT/$cfg" --fwd-bwd-only --steps 10 --warmup 3 "$@"
 }
 bench_full() {  # the trainer's full step (needs the trainer's device optimizer path and data)
   local name="$1" cfg="$2"
   shift 2
-  stage "bench train (full step) $name" "$OUT/bench_train_$name.txt" \
+  STAGE_TIMEOUT=120 stage "bench train (full step) $name" "$OUT/bench_train_$name.txt" \
     "$LLMTRAIN" bench train "$ROOT/$cfg" --steps 10 --warmup 3 --set 'run.backend="cuda"' "$@"
 }
 
 # Tiny GPT-2-shaped model with head size 64 (the tiny presets have head size 32, which the CUDA
 # attention kernels do not take): quick, works on any GPU.
-bench_fb gpt2-tiny-hs64 configs/demo-gpt2-tiny.json --set model.n_head=2
+bench_fb gpt2-tiny-hs64 configs/demo-gpt2-tiny.json --set model.n_head=1  # n_embd 64 / 1 head = HS 64
 if [[ $QUICK -eq 0 ]]; then
   for mb in 16 32; do
     bench_fb "gpt2-124m-B$mb" configs/paper/gpt2-small-owt-adamw.json --set "data.micro_batch=$mb"
@@ -131,7 +161,8 @@ if [[ $QUICK -eq 0 ]]; then
     --set 'data.train="data/demo/demo_train_*.bin"' --set data.batch_tokens=16384
 fi
 
-# ---- report ----
+# ---- report (also written on an early exit, through the EXIT trap) ----
+write_report() {
 {
   echo "# GPU check report"
   echo
@@ -197,8 +228,9 @@ EOF
   echo
   cat "$OUT/bench_gpu.txt" 2>/dev/null
 } >"$REPORT"
-
 log "report: $REPORT"
+}
+
 if [[ ${#FAILED[@]} -gt 0 ]]; then
   log "failed stages: ${FAILED[*]}"
   exit 1

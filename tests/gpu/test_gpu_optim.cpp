@@ -5,6 +5,7 @@
 // loaded from the CPU's state (copy_state_from_host + scalar state) must continue like the CPU one.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -109,7 +110,9 @@ struct Pair {
   void step(int64_t t, uint64_t seed) {
     if (cpu->wants_inputs(t)) observe(seed * 7 + 1);
     REQUIRE(dev->wants_inputs(t) == cpu->wants_inputs(t));
-    g_cpu = gradients(prob.total, seed);
+    // Copy into the existing buffer: cpu_refs point into g_cpu (a move-assignment would free it).
+    const std::vector<float> g = gradients(prob.total, seed);
+    std::copy(g.begin(), g.end(), g_cpu.begin());
     g_dev.upload(g_cpu.data());
     cpu->step(cpu_refs, cfg.lr, t);
     dev->step(dev_refs, cfg.lr, t);
