@@ -21,7 +21,7 @@ run_case() {
   # SIGKILL at a random step (LLMTRAIN_FAULT makes the process kill itself there, so the step is
   # exact however fast the machine is), or, with a third argument, in the middle of step 8's
   # checkpoint (files written, not yet committed: `latest` must still be step 4).
-  local kill_at=$(( (RANDOM % 18) + 3 )) point=after_step
+  local kill_at=$(( (RANDOM % 18) + 5 )) point=after_step  # 5..22: after the first checkpoint (step 4)
   if [ -n "${3:-}" ]; then kill_at=8; point=in_checkpoint; fi
   local rc=0
   LLMTRAIN_FAULT="$point:$kill_at" "$LLMTRAIN" train "$C" "${opt_sets[@]}" --set run.dir=\"$R\" > "$R.log" 2>&1 || rc=$?
