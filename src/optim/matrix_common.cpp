@@ -161,4 +161,15 @@ nlohmann::json MatrixOptimizer::diagnostics() {
   return {{"r_avg", a / count}, {"r_min", lo / count}, {"r_max", hi / count}, {"matrices", per}};
 }
 
+void MatrixOptimizer::begin_step(const std::vector<ParamRef>& params) {
+  if (params.size() != infos_.size())
+    throw RuntimeError("optimizer." + group_ + ": step() got " + std::to_string(params.size()) + " tensors, created with " +
+                       std::to_string(infos_.size()));
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params[i].info->name != infos_[i]->name || params[i].info->numel != infos_[i]->numel)
+      throw RuntimeError("optimizer." + group_ + ": step() tensor " + std::to_string(i) + " is " + params[i].info->name +
+                         ", expected " + infos_[i]->name);
+  last_ = params;
+}
+
 }  // namespace llmtrain

@@ -23,16 +23,6 @@ Muon::Muon(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<Pa
     blocks_.push_back(split && ends_with(info->name, "attn.c_attn.weight") && info->rows() % 3 == 0 ? 3 : 1);
 }
 
-void Muon::check_params(const std::vector<ParamRef>& params) const {
-  if (params.size() != infos_.size())
-    throw RuntimeError("optimizer." + group_ + ": step() got " + std::to_string(params.size()) + " tensors, created with " +
-                       std::to_string(infos_.size()));
-  for (size_t i = 0; i < params.size(); ++i)
-    if (params[i].info->name != infos_[i]->name || params[i].info->numel != infos_[i]->numel)
-      throw RuntimeError("optimizer." + group_ + ": step() tensor " + std::to_string(i) + " is " + params[i].info->name +
-                         ", expected " + infos_[i]->name);
-}
-
 float Muon::orthogonalize(size_t i, const float* u, float* o) const {
   const int64_t rows = infos_[i]->rows(), cols = infos_[i]->cols();
   const int nb = blocks_[i];
@@ -42,8 +32,7 @@ float Muon::orthogonalize(size_t i, const float* u, float* o) const {
 }
 
 void Muon::step(const std::vector<ParamRef>& params, float lr, int64_t step) {
-  check_params(params);
-  remember(params);
+  begin_step(params);
   for (size_t i = 0; i < params.size(); ++i) {
     const size_t n = m_[i].size();
     float* u = scratch(2, n);

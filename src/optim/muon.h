@@ -20,7 +20,6 @@ class Muon : public MatrixOptimizer {
   virtual const float* gradient_for(size_t i, const ParamRef& p) { return p.g; }
   // O = NS(U) for tensor i (per row block when split); returns the update scale s.
   float orthogonalize(size_t i, const float* u, float* o) const;
-  void check_params(const std::vector<ParamRef>& params) const;
 
   const NsCoefficients* ns_ = nullptr;
   int ns_steps_ = 5;

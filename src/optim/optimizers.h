@@ -80,8 +80,9 @@ class MatrixOptimizer : public Optimizer {
   virtual std::vector<StateTensor> extra_state() { return {}; }
   // W = W (1 - lr wd) - lr scale D.
   void apply_update(const ParamRef& p, const float* d, float lr, float scale) const;
-  // Remembers the tensors of a step (diagnostics recompute U from them).
-  void remember(const std::vector<ParamRef>& params) { last_ = params; }
+  // Start of every step(): checks that `params` are the tensors of creation (same names and
+  // sizes, same order; RuntimeError otherwise) and remembers them (diagnostics recompute U).
+  void begin_step(const std::vector<ParamRef>& params);
   float* scratch(size_t which, size_t n);
 
   std::string group_;

@@ -21,9 +21,7 @@ class Rmnp : public MatrixOptimizer {
   std::string type() const override { return "rmnp"; }
 
   void step(const std::vector<ParamRef>& params, float lr, int64_t step) override {
-    if (params.size() != infos_.size())
-      throw RuntimeError("optimizer." + group_ + ": step() got a different tensor list than at creation");
-    remember(params);
+    begin_step(params);
     for (size_t i = 0; i < params.size(); ++i) {
       const int64_t rows = infos_[i]->rows(), cols = infos_[i]->cols();
       float* u = scratch(2, m_[i].size());
