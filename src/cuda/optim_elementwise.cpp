@@ -11,10 +11,6 @@
 namespace llmtrain::cuda::optim {
 namespace {
 
-bool decays(ParamRole r) {
-  return r == ParamRole::hidden_matrix || r == ParamRole::embedding || r == ParamRole::lm_head;
-}
-
 class DeviceAdamW : public Optimizer {
  public:
   DeviceAdamW(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& params)
@@ -85,7 +81,7 @@ class DeviceAdamW : public Optimizer {
       u.v = v_.data() + off_[i];
       u.wbf = params[i].w_bf16;
       u.n = (int64_t)infos_[i]->numel;
-      u.decay = decays(infos_[i]->role) ? 1 : 0;
+      u.decay = adamw_decays(infos_[i]->role) ? 1 : 0;
       u.vec = u.n % 4 == 0 && aligned(u.w, 16) && aligned(u.g, 16) && aligned(u.m, 16) && aligned(u.v, 16) &&
                       aligned(u.wbf, 8)
                   ? 1

@@ -14,10 +14,6 @@
 namespace llmtrain {
 namespace {
 
-bool decays(ParamRole r) {
-  return r == ParamRole::hidden_matrix || r == ParamRole::embedding || r == ParamRole::lm_head;
-}
-
 class AdamW : public Optimizer {
  public:
   AdamW(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& params)
@@ -44,7 +40,7 @@ class AdamW : public Optimizer {
     const float step_size = uncorrected_ ? (float)(lr * std::sqrt(bc2) / bc1) : lr;
     const bool unc = uncorrected_;
     for (size_t i = 0; i < params.size(); ++i) {
-      const float keep = decays(infos_[i]->role) ? 1.0f - lr * wd_ : 1.0f;
+      const float keep = adamw_decays(infos_[i]->role) ? 1.0f - lr * wd_ : 1.0f;
       float* w = params[i].w;
       const float* g = params[i].g;
       float* m = m_[i].data();

@@ -21,6 +21,12 @@ bool is_matrix_type(const std::string& type);
 double default_lr(const std::string& type);
 double default_weight_decay(const std::string& type);
 
+// AdamW's decoupled weight decay applies to matrices, embeddings and the LM head, never to
+// norm gains or biases (CPU and device AdamW share this rule).
+inline bool adamw_decays(ParamRole r) {
+  return r == ParamRole::hidden_matrix || r == ParamRole::embedding || r == ParamRole::lm_head;
+}
+
 // Reads every type-specific option of `type` from `s` into `out` (defaults filled in).
 void read_type_options(const std::string& type, JsonSection& s, nlohmann::json& out);
 
