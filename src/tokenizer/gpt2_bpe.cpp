@@ -17,6 +17,7 @@
 #include "llmtrain/error.h"
 #include "llmtrain/tokenizer.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/specials.h"
 
 namespace llmtrain {
 namespace {
@@ -153,25 +154,9 @@ class Gpt2Tokenizer final : public Tokenizer {
       encode_ordinary(text, out);
       return out;
     }
-    size_t pos = 0;
-    while (pos < text.size()) {
-      // The earliest special token at or after pos (the longest one if several start there).
-      size_t best = std::string_view::npos, best_len = 0;
-      int32_t best_id = -1;
-      for (const auto& [s, id] : specials_) {
-        size_t f = text.find(s, pos);
-        if (f < best || (f == best && f != std::string_view::npos && s.size() > best_len)) {
-          best = f;
-          best_len = s.size();
-          best_id = id;
-        }
-      }
-      if (best == std::string_view::npos) break;
-      encode_ordinary(text.substr(pos, best - pos), out);
-      out.push_back(best_id);
-      pos = best + best_len;
-    }
-    encode_ordinary(text.substr(pos), out);
+    split_on_specials(
+        text, specials_, [&](std::string_view seg) { encode_ordinary(seg, out); },
+        [&](int32_t id) { out.push_back(id); });
     return out;
   }
 

@@ -9,6 +9,7 @@
 
 #include "llmtrain/error.h"
 #include "llmtrain/tokenizer.h"
+#include "tokenizer/specials.h"
 
 namespace llmtrain {
 namespace {
@@ -49,24 +50,9 @@ class SentencePieceTokenizer final : public Tokenizer {
       encode_plain(text, out);
       return out;
     }
-    size_t pos = 0;
-    while (pos < text.size()) {
-      size_t best = std::string_view::npos, best_len = 0;
-      int best_id = -1;
-      for (const auto& [s, id] : controls_) {
-        size_t f = text.find(s, pos);
-        if (f < best || (f == best && f != std::string_view::npos && s.size() > best_len)) {
-          best = f;
-          best_len = s.size();
-          best_id = id;
-        }
-      }
-      if (best == std::string_view::npos) break;
-      encode_plain(text.substr(pos, best - pos), out);
-      out.push_back(best_id);
-      pos = best + best_len;
-    }
-    encode_plain(text.substr(pos), out);
+    split_on_specials(
+        text, controls_, [&](std::string_view seg) { encode_plain(seg, out); },
+        [&](int id) { out.push_back(id); });
     return out;
   }
 
