@@ -4,6 +4,7 @@
 // on CUDA device memory (on_device() says which), with explicit host copies for checkpoints.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -42,6 +43,22 @@ class Backend {
   // Host pointer to the input activations [rows, in] that multiplied parameter `param_index` in
   // the last forward (Newton-Muon's second-moment statistics); nullptr for non-matrix params.
   virtual const float* matrix_input(size_t param_index, int64_t* rows) = 0;
+
+  // Overlapped data-parallel reduction (src/dist/grad_reducer.h). While set, backward() reports
+  // each range of grads() that is final for that backward, contiguous and descending: the final
+  // norm and head [Model::block_begin(L), end) after the final norm's backward, block l's range
+  // after block l, the embeddings [0, block_begin(0)) last. A device backend reports a range once
+  // the work writing it is queued on its stream. An empty function turns the reports off.
+  using GradReadyFn = std::function<void(size_t offset, size_t count)>;
+  virtual void set_grad_ready(GradReadyFn fn) = 0;
+  // The stream (a cudaStream_t) this backend queues its work on; nullptr for host backends.
+  virtual void* stream_handle() const { return nullptr; }
+
+  // Memory of the kind params() lives in, for code that packs parameter slices (ZeRO-1's weight
+  // all-gather): an owned buffer of n floats, and a copy of n floats between such pointers that is
+  // ordered after the work already queued by the backend.
+  virtual std::shared_ptr<float> alloc_floats(size_t n) = 0;
+  virtual void copy_floats(float* dst, const float* src, size_t n) = 0;
 };
 
 // "cpu" or "cuda" (InputError if this build has no CUDA backend).

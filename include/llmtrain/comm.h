@@ -39,6 +39,18 @@ class Communicator {
   // Rank `root`'s buffer to everyone.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+
+  // Gradient all-reduce overlapped with backward (src/dist/grad_reducer.h). start_all_reduce_sum
+  // queues an in-place sum of data[0..n) and returns at once; the sum begins once the work queued
+  // so far on the producer stream has written the data (nccl; the host already has it for gloo).
+  // wait_all_reduces() returns when every queued sum is done (nccl: when the producer stream is
+  // ordered after them). Between the first start and the wait, no other collective may be called.
+  // The defaults run each sum synchronously.
+  virtual void start_all_reduce_sum(float* data, size_t n) { all_reduce_sum(data, n); }
+  virtual void wait_all_reduces() {}
+  // The CUDA stream (a cudaStream_t) on which the backend produces gradients and that must see
+  // the sums; ignored by host communicators.
+  virtual void set_producer_stream(void* /*stream*/) {}
 };
 
 // Single process: every collective is a no-op (or a copy).

@@ -53,6 +53,10 @@ struct RunSection {
   std::string backend = "cpu";  // "cpu" | "cuda"
   int threads = 0;              // OpenMP threads (0 = all cores)
   float grad_clip = 1.0f;       // 0 disables clipping
+  // Data parallelism: gradients are summed in buckets of this many MiB, each started as soon as
+  // backward has produced it (overlapping communication with the rest of backward); 0 = one
+  // all-reduce of all gradients after backward.
+  double grad_bucket_mb = 25.0;
   int log_every = 1;
   int eval_every = 0;           // 0 = only at the end
   int eval_batches = 20;

@@ -39,11 +39,15 @@ class Model {
   void init_params(float* params, uint64_t seed) const;
   // Training FLOPs per token with the llm.c formula 6N + 6*L*C*T (N = all parameters, as llm.c counts).
   double flops_per_token(int T) const;
+  // Offset of transformer block l's first tensor (blocks are contiguous in the layout, between the
+  // embeddings and the final norm); block_begin(n_layer) is where the tensors after the blocks start.
+  size_t block_begin(int l) const { return block_begin_.at((size_t)l); }
 
  private:
   ModelConfig cfg_;
   ParamLayout layout_;
   ModelParams idx_;
+  std::vector<size_t> block_begin_;  // n_layer + 1 offsets
 };
 
 }  // namespace llmtrain

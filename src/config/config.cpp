@@ -136,6 +136,7 @@ RunSection parse_run(const json& j, const std::string& file) {
   r.backend = s.get_enum("backend", "cpu", {"cpu", "cuda"});
   r.threads = (int)s.get_int("threads", 0, 0, 4096);
   r.grad_clip = (float)s.get_num("grad_clip", 1.0, 0.0, 1e9);
+  r.grad_bucket_mb = s.get_num("grad_bucket_mb", 25.0, 0.0, 1e6);
   r.log_every = (int)s.get_int("log_every", 1, 1, 1 << 30);
   r.eval_every = (int)s.get_int("eval_every", 0, 0, 1 << 30);
   r.eval_batches = (int)s.get_int("eval_batches", 20, 1, 1 << 30);
@@ -263,6 +264,7 @@ RunConfig config_from_json(json j, const std::string& source) {
                       {"backend", c.run.backend},
                       {"threads", c.run.threads},
                       {"grad_clip", c.run.grad_clip},
+                      {"grad_bucket_mb", c.run.grad_bucket_mb},
                       {"log_every", c.run.log_every},
                       {"eval_every", c.run.eval_every},
                       {"eval_batches", c.run.eval_batches},

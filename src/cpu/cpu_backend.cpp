@@ -28,6 +28,13 @@ class CpuBackend final : public Backend {
   double grad_sq_norm() override { return m_.grad_sq_norm(); }
   void scale_grads(float s) override { m_.scale_grads(s); }
   const float* matrix_input(size_t param_index, int64_t* rows) override { return m_.matrix_input(param_index, rows); }
+  void set_grad_ready(GradReadyFn fn) override { m_.grad_ready = std::move(fn); }
+  std::shared_ptr<float> alloc_floats(size_t n) override {
+    return std::shared_ptr<float>(new float[n](), std::default_delete<float[]>());
+  }
+  void copy_floats(float* dst, const float* src, size_t n) override {
+    if (n > 0 && dst != src) std::memmove(dst, src, n * sizeof(float));
+  }
 
  private:
   size_t bytes() const { return m_.model().num_params() * sizeof(float); }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,8 @@ class CpuModel {
 
   double forward(const int32_t* inputs, const int32_t* targets, int B, int T, int64_t* valid);
   void backward(F dloss);
+  // Called by backward() with each gradient range as it becomes final (Backend::set_grad_ready).
+  std::function<void(size_t offset, size_t count)> grad_ready;
 
   const F* logits(int b, int t) const { return logits_.data() + ((size_t)b * curT_ + t) * Vp_; }
   int V() const { return V_; }
@@ -158,6 +161,9 @@ class CpuModel {
   }
 
  private:
+  void report_ready(size_t lo, size_t hi) {
+    if (grad_ready && hi > lo) grad_ready(lo, hi - lo);
+  }
   const F* P(int i) const { return i < 0 ? nullptr : params_.data() + model_.layout()[i].offset; }
   F* G(int i) { return i < 0 ? nullptr : grads_.data() + model_.layout()[i].offset; }
   float attn_scale(int l) const {
@@ -290,6 +296,7 @@ void CpuModel<F>::backward(F dloss) {
                             lnf_rstd_.data(), N, C_);
   else
     rmsnorm_backward<F>(dres_.data(), G(idx.lnf_w), dln_.data(), xL, P(idx.lnf_w), lnf_rstd_.data(), N, C_);
+  report_ready(model_.block_begin(L_), model_.num_params());
 
   for (int l = L_ - 1; l >= 0; --l) {
     const BlockParams& bp = idx.blocks[l];
@@ -343,8 +350,10 @@ void CpuModel<F>::backward(F dloss) {
       matmul_backward<F>(dln_.data(), G(bp.v_w), nullptr, dv, a.ln1.data(), P(bp.v_w), N, C_, KD);
       rmsnorm_backward<F>(dres_.data(), G(bp.ln1_w), dln_.data(), x, P(bp.ln1_w), a.ln1_rstd.data(), N, C_);
     }
+    report_ready(model_.block_begin(l), model_.block_begin(l + 1));
   }
   embedding_backward<F>(G(idx.wte), G(idx.wpe), dres_.data(), inputs_.data(), B, T, C_);
+  report_ready(0, model_.block_begin(0));
 }
 
 

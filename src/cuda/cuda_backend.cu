@@ -115,6 +115,12 @@ struct CudaBackend::Impl {
   }
 
   void refresh() { cuda::cast_f32_to_bf16(wbf.data(), params.data(), static_cast<int64_t>(nparams), st); }
+  // Backend::set_grad_ready: [lo, hi) of the gradients is queued (the hook may start a collective
+  // that waits on this stream).
+  Backend::GradReadyFn grad_ready;
+  void report_ready(size_t lo, size_t hi) {
+    if (grad_ready && hi > lo) grad_ready(lo, hi - lo);
+  }
   double forward(const int32_t* inputs, const int32_t* targets, int B, int T, int64_t* valid);
   void backward(float dloss);
   void ensure_emb_scratch(int N);
@@ -365,6 +371,7 @@ void CudaBackend::Impl::backward(float dloss) {
                         scratch, st, false);
   const bf16* xL = L > 0 ? layers[L - 1].res3.data() : encoded.data();
   norm_bwd(dres.data(), idx.lnf_w, idx.lnf_b, dln.data(), xL, lnf_mean.data(), lnf_rstd.data(), N, false);
+  report_ready(model.block_begin(L), nparams);
 
   for (int l = L - 1; l >= 0; --l) {
     const BlockParams& bp = idx.blocks[l];
@@ -413,10 +420,12 @@ void CudaBackend::Impl::backward(float dloss) {
                             false);
       norm_bwd(dres.data(), bp.ln1_w, -1, dln.data(), x, nullptr, a.ln1_rstd.data(), N, true);
     }
+    report_ready(model.block_begin(l), model.block_begin(l + 1));
   }
   ensure_emb_scratch(N);
   cuda::embedding_backward(G(idx.wte), G(idx.wpe), dres.data(), d_inputs.data(), B, T, C, Vp, emb_scratch.data(),
                            emb_scratch.bytes(), st);
+  report_ready(0, model.block_begin(0));
 }
 
 // ================================ CudaBackend ================================
@@ -526,6 +535,19 @@ void CudaBackend::set_param_refresh(ParamRefresh p) { impl_->opts.refresh = p; }
 void* CudaBackend::bf16_params() { return impl_->wbf.data(); }
 cudaStream_t CudaBackend::stream() const { return impl_->st; }
 size_t CudaBackend::device_bytes() const { return impl_->allocated; }
+
+void CudaBackend::set_grad_ready(GradReadyFn fn) { impl_->grad_ready = std::move(fn); }
+void* CudaBackend::stream_handle() const { return impl_->st; }
+std::shared_ptr<float> CudaBackend::alloc_floats(size_t n) {
+  void* p = nullptr;
+  CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(float)));
+  CUDA_CHECK(cudaMemsetAsync(p, 0, std::max<size_t>(n, 1) * sizeof(float), impl_->st));
+  return std::shared_ptr<float>(static_cast<float*>(p), [](float* q) { cudaFree(q); });
+}
+void CudaBackend::copy_floats(float* dst, const float* src, size_t n) {
+  if (n == 0 || dst == src) return;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, impl_->st));
+}
 
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int max_T) {
   // Under `llmtrain launch` (torchrun conventions) each local rank takes its own GPU.

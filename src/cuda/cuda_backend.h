@@ -64,6 +64,11 @@ class CudaBackend final : public Backend {
   // (downloaded on each call, valid until the next call); nullptr for non-matrix parameters and
   // for a tied lm_head, as on the CPU.
   const float* matrix_input(size_t param_index, int64_t* rows) override;
+  void set_grad_ready(GradReadyFn fn) override;
+  void* stream_handle() const override;
+  // Device memory; copies are queued on stream().
+  std::shared_ptr<float> alloc_floats(size_t n) override;
+  void copy_floats(float* dst, const float* src, size_t n) override;
 
   // ---- CUDA-specific ----
   // bf16 working copy <- fp32 masters, round to nearest even.

@@ -2,7 +2,10 @@
 // the legacy default stream (which orders it after the backend's kernels on blocking streams)
 // and waited for, so the blocking semantics match the Gloo communicator. The trainer also reduces
 // a few host scalars (token counts, loss sums); pointers that CUDA does not know as device memory
-// are staged through a device scratch buffer, so either kind of pointer works.
+// are staged through a device scratch buffer, so either kind of pointer works. Gradient buckets
+// (start_all_reduce_sum) are the exception: they go on the communicator's own stream, each after
+// an event recorded on the backend's (producer) stream, so they overlap the rest of backward;
+// wait_all_reduces() makes the producer stream wait for them, without blocking the host.
 #include "cuda/nccl_comm.h"
 
 #include <cuda_runtime.h>
@@ -58,6 +61,10 @@ class NcclCommunicator final : public Communicator {
   }
 
   ~NcclCommunicator() override {
+    if (comm_stream_) cudaStreamSynchronize(comm_stream_);
+    if (ready_) cudaEventDestroy(ready_);
+    if (done_) cudaEventDestroy(done_);
+    if (comm_stream_) cudaStreamDestroy(comm_stream_);
     if (comm_) ncclCommDestroy(comm_);
     if (scratch_) cudaFree(scratch_);
   }
@@ -92,10 +99,38 @@ class NcclCommunicator final : public Communicator {
     all_reduce_sum(&one, 1);
   }
 
+  void set_producer_stream(void* s) override { producer_ = static_cast<cudaStream_t>(s); }
+
+  void start_all_reduce_sum(float* data, size_t n) override {
+    if (n == 0) return;
+    if (!is_device_pointer(data)) {
+      all_reduce_sum(data, n);
+      return;
+    }
+    if (!comm_stream_) {
+      cuda_check(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+      cuda_check(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+      cuda_check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    }
+    // The bucket's gradients are queued, not necessarily written: start after them.
+    cuda_check(cudaEventRecord(ready_, producer()), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(comm_stream_, ready_, 0), "cudaStreamWaitEvent");
+    check(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, comm_stream_), "ncclAllReduce (bucket)");
+    pending_ = true;
+  }
+
+  void wait_all_reduces() override {
+    if (!pending_) return;
+    cuda_check(cudaEventRecord(done_, comm_stream_), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(producer(), done_, 0), "cudaStreamWaitEvent");
+    pending_ = false;
+  }
+
  private:
   static constexpr size_t kScratchBytes = 1 << 20;
 
   static cudaStream_t stream() { return cudaStreamLegacy; }
+  cudaStream_t producer() const { return producer_ ? producer_ : cudaStreamLegacy; }
 
   void check(ncclResult_t r, const char* what) {
     if (r == ncclSuccess) return;
@@ -149,6 +184,10 @@ class NcclCommunicator final : public Communicator {
   int device_ = 0;
   ncclComm_t comm_ = nullptr;
   void* scratch_ = nullptr;
+  cudaStream_t producer_ = nullptr;     // the backend's stream (null: the legacy default stream)
+  cudaStream_t comm_stream_ = nullptr;  // gradient buckets, created on first use
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;
+  bool pending_ = false;
 };
 
 }  // namespace

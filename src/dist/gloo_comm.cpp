@@ -2,7 +2,8 @@
 // a full mesh of pairs set up through our TCP store. all_reduce_sum always uses Gloo's ring
 // algorithm, whose reduction order depends only on (world, n), so results are bitwise identical
 // on every rank and across runs. Every collective gets a fresh tag so that messages of different
-// operations can never be matched to each other.
+// operations can never be matched to each other. Gradient buckets (start_all_reduce_sum) are
+// summed in order by one worker thread, so backward keeps computing while they travel.
 #include "dist/gloo_comm.h"
 
 #include <arpa/inet.h>
@@ -19,7 +20,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "llmtrain/error.h"
 
@@ -112,6 +118,15 @@ class GlooCommunicator final : public Communicator {
     }
   }
 
+  ~GlooCommunicator() override {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+  }
+
   std::string name() const override { return "gloo"; }
   int rank() const override { return rank_; }
   int world() const override { return world_; }
@@ -145,6 +160,24 @@ class GlooCommunicator final : public Communicator {
     });
   }
 
+  void start_all_reduce_sum(float* data, size_t n) override {
+    if (n == 0) return;
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
+    jobs_.push_back({data, n});
+    cv_.notify_all();
+  }
+
+  void wait_all_reduces() override {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return jobs_.empty() && !busy_; });
+    if (error_) {
+      std::exception_ptr e = error_;
+      error_ = nullptr;
+      std::rethrow_exception(e);
+    }
+  }
+
   void barrier() override {
     guard("barrier", 0, [&] {
       gloo::BarrierOptions opts(ctx_);
@@ -169,6 +202,33 @@ class GlooCommunicator final : public Communicator {
 
   uint32_t next_tag() { return tag_++; }
 
+  // The bucket worker: sums queued buffers in order; after a failure it only drains the queue
+  // (the first error is rethrown by wait_all_reduces).
+  void work() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stop_ with nothing left
+      const Job job = jobs_.front();
+      jobs_.pop_front();
+      busy_ = true;
+      const bool failed = error_ != nullptr;
+      lk.unlock();
+      std::exception_ptr err;
+      if (!failed) {
+        try {
+          reduce(job.data, job.n, &gloo::sum<float>);
+        } catch (...) {
+          err = std::current_exception();
+        }
+      }
+      lk.lock();
+      if (err && !error_) error_ = err;
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+
   // Gloo reports a dead peer or a timeout as gloo::Exception; name the operation and the rank.
   template <typename F>
   void guard(const char* op, size_t n, F&& f) {
@@ -188,7 +248,18 @@ class GlooCommunicator final : public Communicator {
   std::shared_ptr<gloo::rendezvous::Context> ctx_;
   int rank_;
   int world_;
-  uint32_t tag_ = 0;
+  uint32_t tag_ = 0;  // used by one thread at a time: the caller, or the worker between start and wait
+
+  struct Job {
+    float* data;
+    size_t n;
+  };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool busy_ = false, stop_ = false;
+  std::exception_ptr error_;
+  std::thread worker_;  // last: joined in the destructor body, before anything it uses goes
 };
 
 }  // namespace

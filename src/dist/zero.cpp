@@ -20,7 +20,17 @@ ShardKind zero_shard_kind(const std::string& type, const std::string& group) {
                    "); use run.zero=0 for this group's optimizer, or adamw, muon, polargrad or rmnp");
 }
 
-Zero1::Zero1(int rank, int world) : rank_(rank), world_(world), regions_((size_t)world), owned_((size_t)world, 0) {
+BufferOps host_buffer_ops() {
+  BufferOps o;
+  o.alloc = [](size_t n) { return std::shared_ptr<float>(new float[n](), std::default_delete<float[]>()); };
+  o.copy = [](float* dst, const float* src, size_t n) {
+    if (n > 0 && dst != src) std::memmove(dst, src, n * sizeof(float));
+  };
+  return o;
+}
+
+Zero1::Zero1(int rank, int world, BufferOps ops)
+    : rank_(rank), world_(world), regions_((size_t)world), owned_((size_t)world, 0), ops_(std::move(ops)) {
   if (world < 1 || rank < 0 || rank >= world)
     throw RuntimeError("Zero1: rank " + std::to_string(rank) + " of a world of " + std::to_string(world));
 }
@@ -126,21 +136,23 @@ void Zero1::all_gather_weights(Communicator& comm) {
                        std::to_string(world_));
   const size_t chunk = max_owned();
   if (chunk == 0) return;
-  recv_.resize(chunk * (size_t)world_);
+  if (recv_n_ != chunk * (size_t)world_) {
+    recv_n_ = chunk * (size_t)world_;
+    recv_ = ops_.alloc(recv_n_);  // zero-filled, so the padding past each rank's share is defined
+  }
   // Pack this rank's updated weights straight into its slot of the receive buffer (in-place gather).
-  float* mine = recv_.data() + (size_t)rank_ * chunk;
+  float* mine = recv_.get() + (size_t)rank_ * chunk;
   size_t at = 0;
   for (const Region& g : regions_[(size_t)rank_]) {
-    std::memcpy(mine + at, g.w, g.len * sizeof(float));
+    ops_.copy(mine + at, g.w, g.len);
     at += g.len;
   }
-  std::fill(mine + at, mine + chunk, 0.0f);
-  comm.all_gather(mine, recv_.data(), chunk);
+  comm.all_gather(mine, recv_.get(), chunk);
   for (int r = 0; r < world_; ++r) {
     if (r == rank_) continue;
-    const float* src = recv_.data() + (size_t)r * chunk;
+    const float* src = recv_.get() + (size_t)r * chunk;
     for (const Region& g : regions_[(size_t)r]) {
-      std::memcpy(g.w, src, g.len * sizeof(float));
+      ops_.copy(g.w, src, g.len);
       src += g.len;
     }
   }

@@ -11,6 +11,8 @@
 // lowrank_muon (one sketch RNG shared by all matrices in order) and newton_muon are rejected.
 #pragma once
 #include <deque>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -26,9 +28,17 @@ enum class ShardKind { elements, rows, matrices };
 // cannot be sharded without changing its results.
 ShardKind zero_shard_kind(const std::string& type, const std::string& group);
 
+// Where the weights live: the all-gather packs slices into a buffer of the same kind of memory
+// (host memory for the cpu backend, device memory for cuda; see Backend::alloc_floats).
+struct BufferOps {
+  std::function<std::shared_ptr<float>(size_t n)> alloc;
+  std::function<void(float* dst, const float* src, size_t n)> copy;
+};
+BufferOps host_buffer_ops();
+
 class Zero1 {
  public:
-  Zero1(int rank, int world);
+  Zero1(int rank, int world, BufferOps ops = host_buffer_ops());
   int rank() const { return rank_; }
   int world() const { return world_; }
 
@@ -59,7 +69,9 @@ class Zero1 {
   std::vector<std::vector<Region>> regions_;  // per rank, in the order that rank packs them
   std::vector<size_t> owned_;
   std::deque<ParamInfo> slices_;  // stable addresses for the slices' ParamInfo
-  std::vector<float> recv_;  // world x max_owned() floats
+  BufferOps ops_;
+  std::shared_ptr<float> recv_;  // world x max_owned() floats, allocated on the first gather
+  size_t recv_n_ = 0;
 };
 
 }  // namespace llmtrain::dist

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "llmtrain/error.h"
 #include "llmtrain/rng.h"
 
 namespace llmtrain {
@@ -54,6 +55,21 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
     idx_.lnf_w = (int)layout_.add("model.norm.weight", ParamRole::norm_gain, {C});
     if (!cfg.tie_embeddings) idx_.lm_head = (int)layout_.add("lm_head.weight", ParamRole::lm_head, {Vp, C});
   }
+  // Each block must be one contiguous range, in block order (the overlapped gradient reduction
+  // relies on it): block l begins at its first tensor, block_begin(L) where the last block ends.
+  block_begin_.assign((size_t)L + 1, layout_.total());
+  int prev = -1;
+  size_t blocks_end = 0;
+  for (const auto& p : layout_.params()) {
+    if (p.layer < 0) continue;
+    if ((p.layer != prev && p.layer != prev + 1) || (prev >= 0 && p.offset != blocks_end))
+      throw RuntimeError("model layout: " + p.name + " breaks the order of the transformer blocks");
+    if (p.layer != prev) block_begin_[(size_t)p.layer] = p.offset;
+    prev = p.layer;
+    blocks_end = p.offset + p.numel;
+  }
+  if (prev != L - 1) throw RuntimeError("model layout: not every transformer block has tensors");
+  if (L > 0) block_begin_[(size_t)L] = blocks_end;
 }
 
 size_t Model::num_params_unpadded() const {

@@ -26,6 +26,7 @@
 #include "llmtrain/rng.h"
 #include "llmtrain/safetensors.h"
 #include "llmtrain/tokenizer.h"
+#include "dist/grad_reducer.h"
 #include "dist/zero.h"
 #include "train/checkpoint_io.h"
 #include "train/fault.h"
@@ -108,10 +109,12 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
   // the updated weights are all-gathered (src/dist/zero.h).
   std::unique_ptr<dist::Zero1> zero;
   if (cfg.run.zero == 1) {
-    if (backend->on_device())
-      throw InputError(cfg.source + ": run.zero: ZeRO-1 is implemented for the cpu backend only; use run.zero=0 with " +
-                       backend->name());
-    zero = std::make_unique<dist::Zero1>(rank, world);
+    // The weight all-gather packs slices in the memory the weights live in (device memory on cuda).
+    dist::BufferOps ops;
+    Backend* be = backend.get();
+    ops.alloc = [be](size_t n) { return be->alloc_floats(n); };
+    ops.copy = [be](float* dst, const float* src, size_t n) { be->copy_floats(dst, src, n); };
+    zero = std::make_unique<dist::Zero1>(rank, world, std::move(ops));
   }
   std::vector<Group> groups;
   for (size_t i = 0; i < gcfgs.size(); ++i) {
@@ -215,6 +218,15 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
                total_steps, batch_tokens, world, grad_accum, B, T, model.flops_per_token(T) / 1e9);
   std::fflush(stdout);
 
+  // Gradient sums in buckets started during the last micro-step's backward (run.grad_bucket_mb).
+  comm->set_producer_stream(backend->stream_handle());
+  std::unique_ptr<dist::GradReducer> reducer;
+  if (world > 1 && cfg.run.grad_bucket_mb > 0) {
+    reducer = std::make_unique<dist::GradReducer>(*comm, backend->grads(), model.num_params(),
+                                                  (size_t)(cfg.run.grad_bucket_mb * 1024.0 * 1024.0));
+    spdlog::info("gradient all-reduce: buckets of {:g} MiB, overlapped with backward", cfg.run.grad_bucket_mb);
+  }
+
   std::vector<int32_t> inputs((size_t)grad_accum * B * T), targets((size_t)grad_accum * B * T);
   const auto run_start = Clock::now();
   int64_t steps_this_run = 0;
@@ -240,7 +252,13 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
     for (int m = 0; m < grad_accum; ++m) {
       int64_t valid = 0;
       loss_sum += backend->forward(inputs.data() + (size_t)m * B * T, targets.data() + (size_t)m * B * T, B, T, &valid);
+      const bool last_micro = m == grad_accum - 1;
+      if (reducer && last_micro) {
+        reducer->begin();
+        backend->set_grad_ready([&](size_t offset, size_t count) { reducer->ready(offset, count); });
+      }
       backend->backward(dloss);
+      if (reducer && last_micro) backend->set_grad_ready(nullptr);
     }
     if (want_inputs) {
       // Newton-Muon statistics from the last micro-batch's activations (still held by the backend).
@@ -254,7 +272,10 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
       }
     }
     if (world > 1) {
-      comm->all_reduce_sum(backend->grads(), model.num_params());
+      if (reducer)
+        reducer->finish();
+      else
+        comm->all_reduce_sum(backend->grads(), model.num_params());
       comm->all_reduce_sum(&loss_sum, 1);
     }
     const double loss = loss_sum / (double)valid_total;

@@ -4,7 +4,9 @@
 # reduction-order rounding, for AdamW, Muon and RMNP, with and without ZeRO-1 (run.zero=1). ZeRO-1
 # must give bitwise the weights of the unsharded run with the same ranks, split the optimizer state
 # exactly (the ranks' state files add up to one full copy), and refuse to resume its sharded state
-# with another number of ranks. Ranks run under `llmtrain launch`.
+# with another number of ranks. The gradient all-reduce in buckets overlapped with backward
+# (run.grad_bucket_mb) must give bitwise the single all-reduce after backward on 2 ranks (a sum of
+# two is exact in any split), and match 1 rank on 4. Ranks run under `llmtrain launch`.
 source "$(dirname "$0")/common.sh"
 "$LLMTRAIN" launch --help > /dev/null 2>&1 || fail "llmtrain has no launch command"
 D="$WORK/data"; tiny_shards "$D" t 256
@@ -145,6 +147,35 @@ run_dp rmnp "$RMNP" 4 0
 run_dp adamw "" 4 1
 run_dp muon "$MUON" 4 1
 run_dp rmnp "$RMNP" 4 1
+
+# Buckets: 0.004 MiB (1048 floats: a bucket per block or so, most of them started during backward)
+# and 0 (one all-reduce after backward, the pre-bucket behaviour). The runs above used the default
+# 25 MiB, i.e. one bucket for this tiny model, started at the end of backward.
+for mb in 0.004 0; do
+  R="$WORK/dp_bucket_$mb"
+  "$LLMTRAIN" launch --standalone --nproc-per-node 2 -- train "$WORK/adamw.json" --set run.threads=1 \
+    --set data.micro_batch=2 --set run.grad_bucket_mb=$mb --set run.dir=\"$R\" > "$R.log" 2>&1 \
+    || { cat "$R.log"; fail "grad_bucket_mb=$mb: 2-rank run"; }
+  if [ "$mb" = 0 ]; then
+    grep -q "gradient all-reduce: buckets" "$R.log" && fail "grad_bucket_mb=0 still uses buckets"
+  else
+    grep -q "gradient all-reduce: buckets of $mb MiB, overlapped with backward" "$R.log" \
+      || { cat "$R.log"; fail "grad_bucket_mb=$mb: no bucket line in the log"; }
+  fi
+  "$PY" "$SRC/tests/e2e/st_compare.py" "$WORK/dp_adamw_w2_z0/$FINAL/model.safetensors" "$R/$FINAL/model.safetensors" 0 \
+    || fail "grad_bucket_mb=$mb: weights are not bitwise those of the 25 MiB run"
+  compare_losses "$WORK/dp_adamw_w2_z0/metrics.jsonl" "$R/metrics.jsonl" 0 > /dev/null \
+    || fail "grad_bucket_mb=$mb: losses differ from the 25 MiB run"
+  echo "ok: 2 ranks with grad_bucket_mb=$mb are bitwise the 25 MiB run"
+done
+R="$WORK/dp_bucket_w4"
+"$LLMTRAIN" launch --standalone --nproc-per-node 4 -- train "$WORK/muon.json" --set "optimizer.matrix=$MUON" \
+  --set run.threads=1 --set data.micro_batch=1 --set run.grad_bucket_mb=0.004 --set run.dir=\"$R\" > "$R.log" 2>&1 \
+  || { cat "$R.log"; fail "grad_bucket_mb=0.004: 4-rank run"; }
+compare_losses "$WORK/ref_muon/metrics.jsonl" "$R/metrics.jsonl" 1e-4 || fail "4 ranks, small buckets: loss curves differ"
+compare_weights "$WORK/ref_muon/$FINAL/model.safetensors" "$R/$FINAL/model.safetensors" 1e-4 \
+  || fail "4 ranks, small buckets: final weights differ"
+echo "ok: 4 ranks with small buckets match the single-rank run"
 
 # Sharded state resumes only on as many ranks as wrote it: 4 ranks from the 2-rank ZeRO-1 run fail
 # with a message that names both, before any step.
