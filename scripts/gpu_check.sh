@@ -8,7 +8,9 @@
 #   ${OUT:-gpu_report}/build.log          configure + build output
 #   ${OUT:-gpu_report}/gpu_tests.txt|xml  Catch2 console and JUnit output of llmtrain_gpu_tests
 #   ${OUT:-gpu_report}/ctest_unit.txt     CPU unit tests
-#   ${OUT:-gpu_report}/bench_*.txt|json   benchmark outputs
+#   ${OUT:-gpu_report}/train_cuda.txt     the trainer on cuda: 40 steps, bitwise resume
+#   ${OUT:-gpu_report}/nccl_launch.txt    the same through `llmtrain launch` on NCCL (world 1)
+#   ${OUT:-gpu_report}/bench_*.txt|json   benchmark outputs (bench gpu, bench optim, bench train)
 # Every stage runs even when an earlier one fails (a failing stage is recorded, not fatal), except
 # that nothing after the build runs when the build fails. Exit status: 0 when every stage passed.
 #
@@ -130,8 +132,46 @@ fi
 STAGE_TIMEOUT=300 stage "CPU unit tests (ctest -L unit)" "$OUT/ctest_unit.txt" \
   ctest --test-dir "$BUILD_DIR" -L unit -j "$JOBS" --output-on-failure --timeout 120
 
+# ---- the trainer on the cuda backend ----
+# The demo config with one head (head size 64, which the attention kernels take), short: device
+# optimizers (Muon + AdamW), checkpoints, and a resume from the middle that must end bitwise equal
+# (deterministic kernels). Then the same run through `llmtrain launch` with LLMTRAIN_FORCE_COMM=1,
+# so one GPU runs the NCCL communicator (bucketed all-reduce on its own stream, ZeRO-1 plan): a sum
+# over one rank, so again bitwise the plain run.
+TRAIN_SETS=(--set model.n_head=1 --set 'run.backend="cuda"' --set run.steps=40 --set run.checkpoint_every=20
+  --set run.eval_every=20 --set run.sample_every=0 --set run.log_every=10)
+train_cuda() {
+  local W="$OUT/train_cuda"
+  rm -rf "$W" && mkdir -p "$W" || return 1
+  "$LLMTRAIN" train configs/demo-gpt2-tiny.json "${TRAIN_SETS[@]}" --set "run.dir=\"$W/full\"" || return 1
+  mkdir -p "$W/resumed/ckpt" && cp -r "$W/full/ckpt/step_00000020" "$W/resumed/ckpt/" || return 1
+  "$LLMTRAIN" train configs/demo-gpt2-tiny.json "${TRAIN_SETS[@]}" --set "run.dir=\"$W/resumed\"" \
+    --resume "$W/resumed/ckpt/step_00000020" || return 1
+  python3 tests/e2e/st_compare.py "$W/full/ckpt/step_00000040/model.safetensors" \
+    "$W/resumed/ckpt/step_00000040/model.safetensors" 0 || { echo "resume is not bitwise"; return 1; }
+  echo "train_cuda: 40 steps, resumed from step 20 bitwise equal"
+}
+nccl_launch() {
+  local W="$OUT/train_cuda"
+  [[ -f "$W/full/ckpt/step_00000040/model.safetensors" ]] || { echo "needs the train_cuda stage"; return 1; }
+  for zero in 0 1; do
+    LLMTRAIN_FORCE_COMM=1 "$LLMTRAIN" launch --standalone --nproc-per-node 1 -- train configs/demo-gpt2-tiny.json \
+      "${TRAIN_SETS[@]}" --set run.zero=$zero --set run.grad_bucket_mb=0.05 --set "run.dir=\"$W/nccl_z$zero\"" \
+      > "$W/nccl_z$zero.log" 2>&1 || { tail -n 40 "$W/nccl_z$zero.log"; return 1; }
+    grep -q "rank 0/1 (nccl)" "$W/nccl_z$zero.log" || { tail -n 40 "$W/nccl_z$zero.log"; echo "not on nccl"; return 1; }
+    python3 tests/e2e/st_compare.py "$W/full/ckpt/step_00000040/model.safetensors" \
+      "$W/nccl_z$zero/ckpt/step_00000040/model.safetensors" 0 || { echo "NCCL zero=$zero differs"; return 1; }
+    echo "nccl_launch: zero=$zero bitwise the single-process run"
+  done
+}
+STAGE_TIMEOUT=300 stage "train on cuda: 40 steps + bitwise resume" "$OUT/train_cuda.txt" train_cuda
+STAGE_TIMEOUT=300 stage "NCCL through llmtrain launch (world 1, LLMTRAIN_FORCE_COMM=1)" "$OUT/nccl_launch.txt" nccl_launch
+
 # ---- benchmarks ----
 STAGE_TIMEOUT=120 stage "bench gpu (GEMM, copy, kernels)" "$OUT/bench_gpu.txt" "$LLMTRAIN" bench gpu
+# The RMNP paper's Table 4 sizes: preconditioning and optimizer-step time, GB/s and TFLOP/s.
+STAGE_TIMEOUT=300 stage "bench optim (table4: muon, rmnp, adamw)" "$OUT/bench_optim.txt" \
+  "$LLMTRAIN" bench optim --model table4 --optimizer muon,rmnp,adamw --steps 20 --warmup 3 --json "$OUT/bench_optim.json"
 
 bench_fb() {  # name config [extra --set ...]
   local name="$1" cfg="$2"
@@ -223,6 +263,15 @@ EOF
     tail -n 30 "$f"
     echo '```'
   done
+  echo
+  echo "## Trainer on cuda, NCCL through the launcher"
+  echo '```'
+  grep -h -E "^(train_cuda|nccl_launch|step .*val loss)" "$OUT/train_cuda.txt" "$OUT/nccl_launch.txt" 2>/dev/null | tail -n 12
+  echo '```'
+  echo
+  echo "## Optimizer step (bench optim --model table4)"
+  echo
+  cat "$OUT/bench_optim.txt" 2>/dev/null
   echo
   echo "## GPU microbenchmarks"
   echo

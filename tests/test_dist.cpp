@@ -44,7 +44,8 @@ class ScopedEnv {
                                  "SLURM_JOB_ID", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
                                  "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE", "LLMTRAIN_STORE",
                                  "LLMTRAIN_STORE_PORT", "TORCHELASTIC_RUN_ID", "LLMTRAIN_DIST_TIMEOUT",
-                                 "LLMTRAIN_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT", "GLOO_SOCKET_IFNAME"};
+                                 "LLMTRAIN_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT", "GLOO_SOCKET_IFNAME",
+                                 "LLMTRAIN_FORCE_COMM"};
     for (const char* k : kAll) {
       const char* v = std::getenv(k);
       if (v) saved_[k] = v;
@@ -122,6 +123,27 @@ TEST_CASE("dist env: nothing set is a single process", "[dist]") {
   CHECK(e.world == 1);
   CHECK(e.local_rank == 0);
   CHECK(e.local_world == 1);
+  CHECK_FALSE(e.force_comm);
+}
+
+TEST_CASE("dist env: LLMTRAIN_FORCE_COMM asks for the real communicator in a world of one", "[dist]") {
+  {
+    ScopedEnv env({{"LLMTRAIN_FORCE_COMM", "1"}});
+    DistEnv e = dist_env_from_environment();
+    CHECK(e.world == 1);
+    CHECK(e.force_comm);
+    CHECK(make_communicator("single", e)->name() == "single");
+  }
+  {
+    ScopedEnv env({{"LLMTRAIN_FORCE_COMM", "0"}, {"RANK", "0"}, {"WORLD_SIZE", "1"}});
+    DistEnv e = dist_env_from_environment();
+    CHECK_FALSE(e.force_comm);
+    CHECK(make_communicator("gloo", e)->name() == "single");
+  }
+  {
+    ScopedEnv env({{"LLMTRAIN_FORCE_COMM", "yes"}});
+    CHECK_THAT(input_error_of([] { dist_env_from_environment(); }), Contains("LLMTRAIN_FORCE_COMM=yes"));
+  }
 }
 
 TEST_CASE("dist env: launch/torchrun variables", "[dist]") {

@@ -21,6 +21,9 @@ struct DistEnv {
   int local_world = 1;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
+  // LLMTRAIN_FORCE_COMM=1: use the gloo/nccl communicator even for a world of one, so that a single
+  // GPU (or CPU) can run those code paths (gpu_check.sh's NCCL stage, the e2e launch test).
+  bool force_comm = false;
 };
 DistEnv dist_env_from_environment();
 
@@ -55,7 +58,8 @@ class Communicator {
 
 // Single process: every collective is a no-op (or a copy).
 std::unique_ptr<Communicator> make_single_communicator();
-// Chooses from the environment: world 1 -> single; else "gloo" (CPU) or "nccl" (CUDA) as asked.
+// Chooses from the environment: world 1 -> single (unless env.force_comm); else "gloo" (CPU) or
+// "nccl" (CUDA) as asked.
 // Throws InputError when the requested kind is not built in (e.g. gloo without libgloo).
 std::unique_ptr<Communicator> make_communicator(const std::string& kind, const DistEnv& env);
 

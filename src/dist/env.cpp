@@ -71,6 +71,7 @@ std::string slurm_first_host(const std::string& list) {
 
 DistEnv dist_env_from_environment() {
   DistEnv e;
+  if (auto f = env_int("LLMTRAIN_FORCE_COMM", 0, 1)) e.force_comm = *f == 1;
   std::string rank_var, world_var, local_var, local_world_var;
   bool multi_node_needs_addr = true;
 

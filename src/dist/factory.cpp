@@ -58,7 +58,7 @@ Rendezvous rendezvous(const std::string& kind, const DistEnv& env) {
 std::unique_ptr<Communicator> make_communicator(const std::string& kind, const DistEnv& env) {
   if (kind != "single" && kind != "gloo" && kind != "nccl")
     throw InputError("unknown communicator '" + kind + "' (expected gloo or nccl)");
-  if (env.world <= 1) return make_single_communicator();
+  if (env.world <= 1 && (!env.force_comm || kind == "single")) return make_single_communicator();
   if (env.rank < 0 || env.rank >= env.world)
     throw InputError("rank " + std::to_string(env.rank) + " is not below the world size " + std::to_string(env.world));
   if (kind == "single")

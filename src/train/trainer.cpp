@@ -221,7 +221,8 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
   // Gradient sums in buckets started during the last micro-step's backward (run.grad_bucket_mb).
   comm->set_producer_stream(backend->stream_handle());
   std::unique_ptr<dist::GradReducer> reducer;
-  if (world > 1 && cfg.run.grad_bucket_mb > 0) {
+  const bool reduce = comm->name() != "single";  // world > 1, or a forced communicator (LLMTRAIN_FORCE_COMM)
+  if (reduce && cfg.run.grad_bucket_mb > 0) {
     reducer = std::make_unique<dist::GradReducer>(*comm, backend->grads(), model.num_params(),
                                                   (size_t)(cfg.run.grad_bucket_mb * 1024.0 * 1024.0));
     spdlog::info("gradient all-reduce: buckets of {:g} MiB, overlapped with backward", cfg.run.grad_bucket_mb);
@@ -271,7 +272,7 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
         }
       }
     }
-    if (world > 1) {
+    if (reduce) {
       if (reducer)
         reducer->finish();
       else

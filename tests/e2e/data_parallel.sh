@@ -177,6 +177,17 @@ compare_weights "$WORK/ref_muon/$FINAL/model.safetensors" "$R/$FINAL/model.safet
   || fail "4 ranks, small buckets: final weights differ"
 echo "ok: 4 ranks with small buckets match the single-rank run"
 
+# LLMTRAIN_FORCE_COMM=1: one rank through the real communicator (what gpu_check.sh does with NCCL on
+# one GPU): the Gloo bucket path runs and sums over one rank, so the run is bitwise the plain one.
+R="$WORK/dp_forced_w1"
+LLMTRAIN_FORCE_COMM=1 "$LLMTRAIN" launch --standalone --nproc-per-node 1 -- train "$WORK/adamw.json" \
+  --set run.threads=1 --set data.micro_batch=4 --set run.grad_bucket_mb=0.004 --set run.zero=1 \
+  --set run.dir=\"$R\" > "$R.log" 2>&1 || { cat "$R.log"; fail "forced communicator, 1 rank"; }
+grep -q "rank 0/1 (gloo)" "$R.log" || { cat "$R.log"; fail "LLMTRAIN_FORCE_COMM=1 did not use gloo"; }
+"$PY" "$SRC/tests/e2e/st_compare.py" "$WORK/ref_adamw/$FINAL/model.safetensors" "$R/$FINAL/model.safetensors" 0 \
+  || fail "forced gloo on 1 rank is not bitwise the plain run"
+echo "ok: LLMTRAIN_FORCE_COMM=1 runs 1 rank through gloo (buckets, ZeRO-1 plan), bitwise the plain run"
+
 # Sharded state resumes only on as many ranks as wrote it: 4 ranks from the 2-rank ZeRO-1 run fail
 # with a message that names both, before any step.
 R="$WORK/dp_adamw_w2_z1"
