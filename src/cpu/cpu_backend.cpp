@@ -1,5 +1,6 @@
 // The CPU reference backend: the Backend interface over CpuModel<float> (src/cpu/cpu_model.h).
-// Parameters and gradients are host fp32, so host copies are plain memcpy.
+// Parameters and gradients are host fp32, so host copies are plain memcpy. Of the BackendOptions
+// only recompute applies (bf16_rounding concerns a bf16 weight copy this backend does not have).
 #include <cstring>
 
 #include "cpu/cpu_model.h"
@@ -10,7 +11,8 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const Model& model, int max_B, int max_T) : m_(model, max_B, max_T) {}
+  CpuBackend(const Model& model, int max_B, int max_T, const BackendOptions& opts)
+      : m_(model, max_B, max_T, opts.recompute) {}
   std::string name() const override { return "cpu"; }
   const Model& model() const override { return m_.model(); }
   bool on_device() const override { return false; }
@@ -28,6 +30,7 @@ class CpuBackend final : public Backend {
   double grad_sq_norm() override { return m_.grad_sq_norm(); }
   void scale_grads(float s) override { m_.scale_grads(s); }
   const float* matrix_input(size_t param_index, int64_t* rows) override { return m_.matrix_input(param_index, rows); }
+  size_t memory_bytes() const override { return m_.memory_bytes(); }
 
  private:
   size_t bytes() const { return m_.model().num_params() * sizeof(float); }
@@ -36,8 +39,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const Model& model, int max_B, int max_T) {
-  return std::make_unique<CpuBackend>(model, max_B, max_T);
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, int max_B, int max_T, const BackendOptions& opts) {
+  return std::make_unique<CpuBackend>(model, max_B, max_T, opts);
 }
 
 }  // namespace llmtrain
