@@ -111,6 +111,30 @@ TEST_CASE("validation errors name the file and the key", "[config]") {
   CHECK_THAT(error_of(j), Catch::Contains("model.n_kv_head"));
 }
 
+TEST_CASE("run.recompute and run.bf16_rounding: defaults, values, errors", "[config]") {
+  RunConfig c = config_from_json(base(), "cfg.json");
+  CHECK(c.run.recompute == 0);
+  CHECK(c.run.bf16_rounding == "nearest");
+  CHECK(c.resolved["run"]["recompute"] == 0);
+  CHECK(c.resolved["run"]["bf16_rounding"] == "nearest");
+  json j = base();
+  j["run"]["recompute"] = 2;
+  j["run"]["bf16_rounding"] = "stochastic";
+  c = config_from_json(j, "cfg.json");
+  CHECK(c.run.recompute == 2);
+  CHECK(c.run.bf16_rounding == "stochastic");
+
+  j = base();
+  j["run"]["recompute"] = 3;
+  CHECK_THAT(error_of(j), Catch::Contains("cfg.json: run.recompute: must be in [0, 2]"));
+  j = base();
+  j["run"]["recompute"] = true;
+  CHECK_THAT(error_of(j), Catch::Contains("run.recompute: expected an integer"));
+  j = base();
+  j["run"]["bf16_rounding"] = "truncate";
+  CHECK_THAT(error_of(j), Catch::Contains("cfg.json: run.bf16_rounding: unknown value \"truncate\""));
+}
+
 TEST_CASE("load_config reports unreadable and malformed files", "[config]") {
   CHECK_THROWS_WITH(load_config("/nonexistent/x.json"), Catch::Contains("/nonexistent/x.json: cannot open"));
   std::string p = "/tmp/llmtrain_test_bad_config.json";

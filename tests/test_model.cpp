@@ -1,12 +1,14 @@
 // Whole-model tests of the CPU reference: gradients of the full GPT-2 and LLaMA forward/backward
 // against central finite differences in double precision, fp32 vs fp64 agreement, the parameter
-// layout (HF names, shapes, roles) and the seeded initialisation.
+// layout (HF names, shapes, roles) and the seeded initialisation; activation recomputation gives
+// the same bits as keeping everything, with less memory.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
 
 #include "cpu/cpu_model.h"
 #include "llmtrain/backend.h"
+#include "llmtrain/error.h"
 #include "llmtrain/model.h"
 #include "llmtrain/rng.h"
 
@@ -183,6 +185,65 @@ TEST_CASE("fp32 backend agrees with the fp64 model", "[model]") {
     }
     CHECK(std::sqrt(num / den) < 1e-4);
   }
+}
+
+TEST_CASE("recompute 1 and 2 give bitwise the same loss, gradients and matrix inputs as 0", "[model][recompute]") {
+  for (const char* arch : {"gpt2", "llama"}) {
+    INFO("arch " << arch);
+    Model m(tiny(arch));
+    const int B = 2, T = 8;
+    const auto pd = random_params(m, 33);
+    std::vector<float> pf(pd.begin(), pd.end());
+    double loss[3];
+    std::vector<float> grads[3];
+    size_t bytes[3];
+    std::vector<std::vector<float>> inputs[3];
+    for (int rc = 0; rc <= 2; ++rc) {
+      BackendOptions o;
+      o.recompute = rc;
+      o.bf16_rounding = Bf16Rounding::stochastic;  // no bf16 copy on the cpu: no effect
+      auto be = make_backend("cpu", m, B, T, o);
+      be->upload_params(pf.data());
+      be->zero_grad();
+      // Two micro-batches, so the second backward recomputes over the first one's gradients.
+      int64_t valid = 0;
+      loss[rc] = 0;
+      for (uint64_t seed : {4, 5}) {
+        Batch b = random_batch(B, T, 50, seed);
+        loss[rc] += be->forward(b.in.data(), b.tg.data(), B, T, &valid);
+        be->backward(1.0f / 20);
+      }
+      grads[rc].resize(m.num_params());
+      be->download_grads(grads[rc].data());
+      bytes[rc] = be->memory_bytes();
+      // Newton-Muon's view of the last forward: the dropped inputs come back recomputed.
+      for (size_t pi = 0; pi < m.layout().params().size(); ++pi) {
+        int64_t rows = 0;
+        const float* z = be->matrix_input(pi, &rows);
+        if (z) inputs[rc].emplace_back(z, z + rows * m.layout()[pi].cols());
+      }
+    }
+    for (int rc = 1; rc <= 2; ++rc) {
+      INFO("recompute " << rc);
+      CHECK(loss[rc] == loss[0]);  // exact: the same ops on the same inputs
+      CHECK(grads[rc] == grads[0]);
+      CHECK(inputs[rc] == inputs[0]);
+    }
+    // The dropped tensors become one shared scratch: L-1 activations [N, H] saved by 1, and
+    // 2(L-1) + 1 ln outputs [N, C] more by 2 (one [N, C] scratch for both), minus its statistics.
+    const auto& c = m.config();
+    const size_t N = (size_t)B * T, L = c.n_layer, F = sizeof(float);
+    CHECK(bytes[0] - bytes[1] == (L - 1) * N * c.intermediate_size * F);
+    const size_t stats = (c.is_llama() ? 1 : 2) * N * F;
+    CHECK(bytes[1] - bytes[2] == (2 * L - 1) * N * c.n_embd * F - stats);
+  }
+}
+
+TEST_CASE("recompute outside 0..2 is refused", "[model][recompute]") {
+  Model m(tiny("gpt2"));
+  BackendOptions o;
+  o.recompute = 3;
+  CHECK_THROWS_AS(make_backend("cpu", m, 1, 8, o), InputError);
 }
 
 TEST_CASE("parameter layout uses Hugging Face names, [out,in] shapes and roles", "[model]") {

@@ -2,6 +2,8 @@
 // The training loop only talks to this interface, so it never branches on cpu vs cuda. Master
 // parameters and gradients are fp32 in the model's ParamLayout; on the CPU they are host memory,
 // on CUDA device memory (on_device() says which), with explicit host copies for checkpoints.
+// BackendOptions carry the run settings that change how a backend computes or stores, never what
+// it computes: activation recomputation and the rounding of the CUDA bf16 working weights.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -11,6 +13,24 @@
 #include "llmtrain/model.h"
 
 namespace llmtrain {
+
+enum class Bf16Rounding { nearest, stochastic };
+
+struct BackendOptions {
+  // run.recompute: 0 keeps every activation for backward; 1 drops the MLP activation (GELU /
+  // SwiGLU output) of every layer and recomputes it in backward; 2 also drops the normalised
+  // ln1/ln2 outputs. The dropped tensors share one per-layer scratch. Same results bit for bit:
+  // backward re-runs the forward's own kernels on the same saved inputs.
+  int recompute = 0;
+  // run.bf16_rounding: how the CUDA backend refreshes its bf16 working weights from the fp32
+  // masters (the CPU backend has no bf16 copy and ignores it).
+  Bf16Rounding bf16_rounding = Bf16Rounding::nearest;
+  // Keys stochastic rounding together with the step (begin_step): run.seed.
+  uint64_t seed = 0;
+};
+
+// BackendOptions from a run config's run section (run.recompute, run.bf16_rounding, run.seed).
+BackendOptions backend_options(const RunConfig& cfg);
 
 class Backend {
  public:
@@ -59,10 +79,22 @@ class Backend {
   // ordered after the work already queued by the backend.
   virtual std::shared_ptr<float> alloc_floats(size_t n) = 0;
   virtual void copy_floats(float* dst, const float* src, size_t n) = 0;
+
+  // The optimizer step (1-based) whose forwards come next; called by the trainer before each
+  // step's first forward. Anything a backend derives per step (the key of stochastic rounding)
+  // is a function of it, so a resumed run repeats an uninterrupted one bit for bit.
+  virtual void begin_step(int64_t /*step*/) {}
+  // Nominal dense peak FLOP/s of the device at the precision training runs in, for MFU; 0 when
+  // unknown (the CPU backend has no nominal peak).
+  virtual double peak_flops() const { return 0.0; }
+  // Bytes this backend holds for parameters, gradients, activations and scratch (device memory
+  // on CUDA, host memory on the CPU backend).
+  virtual size_t memory_bytes() const = 0;
 };
 
 // "cpu" or "cuda" (InputError if this build has no CUDA backend).
-std::unique_ptr<Backend> make_backend(const std::string& name, const Model& model, int max_B, int max_T);
-std::unique_ptr<Backend> make_cpu_backend(const Model& model, int max_B, int max_T);
+std::unique_ptr<Backend> make_backend(const std::string& name, const Model& model, int max_B, int max_T,
+                                      const BackendOptions& opts = {});
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, int max_B, int max_T, const BackendOptions& opts = {});
 
 }  // namespace llmtrain

@@ -68,6 +68,8 @@ struct RunSection {
   int keep_last = 2;
   int diagnostics_every = 0;    // optimizer diagnostics (dominance ratios) every N steps, 0 = off
   int zero = 0;                 // ZeRO stage: 0 = full optimizer state on every rank, 1 = sharded
+  int recompute = 0;            // activation recomputation: 0 none, 1 MLP activation, 2 also ln1/ln2
+  std::string bf16_rounding = "nearest";  // CUDA bf16 weight refresh: "nearest" | "stochastic"
 };
 
 struct RunConfig {

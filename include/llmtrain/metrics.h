@@ -25,6 +25,11 @@ class MetricsWriter {
   std::FILE* f_ = nullptr;
 };
 
+// Model FLOPs utilisation: achieved FLOP/s (flops_per_token * tokens / seconds) over the device's
+// nominal peak FLOP/s; 0 when the peak is unknown (<= 0). The one formula behind the training
+// logs and `llmtrain bench`.
+double mfu(double flops_per_token, double tokens, double seconds, double peak_flops);
+
 // "1:02:03" / "4:05" for ETA display.
 std::string format_duration(double seconds);
 

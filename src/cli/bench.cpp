@@ -1,6 +1,8 @@
 // `llmtrain bench`: speed measurements, never timed tests. `bench train CONFIG` runs a few
 // training steps in a scratch run dir and reports tokens/s, step time and MFU; `bench gpu` runs the
-// CUDA microbenchmarks (GEMM TFLOP/s, copy GB/s, per-kernel timings) on a CUDA build.
+// CUDA microbenchmarks (GEMM TFLOP/s, copy GB/s, per-kernel timings) on a CUDA build. Both train
+// modes report the backend's memory at the config's run.recompute setting (`--set run.recompute=2`)
+// and MFU by the trainer's formula (metrics.h mfu()).
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include "cli/commands.h"
 #include "llmtrain/config.h"
 #include "llmtrain/error.h"
+#include "llmtrain/metrics.h"
 #include "llmtrain/model.h"
 #include "llmtrain/trainer.h"
 #if defined(LLMTRAIN_HAVE_CUDA)
@@ -83,6 +86,7 @@ Command add_bench_command(CLI::App& app) {
             to.stop_after = o->warmup + o->steps;
             train(cfg, to);
             std::vector<double> tps, ms, oms;
+            nlohmann::json memory_bytes;  // what the trainer logged: the backend's bytes at this setting
             std::ifstream f(fs::path(dir) / "metrics.jsonl");
             std::string line;
             while (std::getline(f, line)) {
@@ -91,6 +95,7 @@ Command add_bench_command(CLI::App& app) {
               tps.push_back(j["tokens_per_s"].get<double>());
               ms.push_back(j["step_ms"].get<double>());
               oms.push_back(j["optim_ms"].get<double>());
+              if (j.contains("memory_bytes")) memory_bytes = j["memory_bytes"];
             }
             fs::remove_all(dir);
             if (tps.empty()) throw RuntimeError("bench: no timed steps recorded");
@@ -109,13 +114,15 @@ Command add_bench_command(CLI::App& app) {
                                {"step_ms", median(ms)},
                                {"optim_ms", median(oms)},
                                {"gflops_per_token", model.flops_per_token(cfg.data.seq_len) / 1e9},
-                               {"achieved_tflops", tok_s * model.flops_per_token(cfg.data.seq_len) / 1e12}};
+                               {"achieved_tflops", tok_s * model.flops_per_token(cfg.data.seq_len) / 1e12},
+                               {"recompute", cfg.run.recompute},
+                               {"memory_bytes", memory_bytes}};
 #if defined(LLMTRAIN_HAVE_CUDA)
             if (cfg.run.backend == "cuda") {
               const cuda::DeviceInfo dev = cuda::device_info();
               out["device"] = dev.name;
               out["peak_bf16_tflops"] = dev.peak_bf16_tflops;
-              out["mfu"] = dev.peak_bf16_tflops > 0 ? out["achieved_tflops"].get<double>() / dev.peak_bf16_tflops : 0.0;
+              out["mfu"] = mfu(model.flops_per_token(cfg.data.seq_len), tok_s, 1.0, dev.peak_bf16_tflops * 1e12);
             }
 #endif
             std::printf("%s\n", out.dump(2).c_str());

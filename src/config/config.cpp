@@ -148,6 +148,8 @@ RunSection parse_run(const json& j, const std::string& file) {
   r.keep_last = (int)s.get_int("keep_last", 2, 1, 1 << 20);
   r.diagnostics_every = (int)s.get_int("diagnostics_every", 0, 0, 1 << 30);
   r.zero = (int)s.get_int("zero", 0, 0, 1);
+  r.recompute = (int)s.get_int("recompute", 0, 0, 2);
+  r.bf16_rounding = s.get_enum("bf16_rounding", "nearest", {"nearest", "stochastic"});
   s.finish();
   return r;
 }
@@ -275,7 +277,9 @@ RunConfig config_from_json(json j, const std::string& source) {
                       {"checkpoint_every", c.run.checkpoint_every},
                       {"keep_last", c.run.keep_last},
                       {"diagnostics_every", c.run.diagnostics_every},
-                      {"zero", c.run.zero}}}};
+                      {"zero", c.run.zero},
+                      {"recompute", c.run.recompute},
+                      {"bf16_rounding", c.run.bf16_rounding}}}};
   return c;
 }
 

@@ -1,5 +1,6 @@
 // The CPU reference backend: the Backend interface over CpuModel<float> (src/cpu/cpu_model.h).
-// Parameters and gradients are host fp32, so host copies are plain memcpy.
+// Parameters and gradients are host fp32, so host copies are plain memcpy. Of the BackendOptions
+// only recompute applies (bf16_rounding concerns a bf16 weight copy this backend does not have).
 #include <cstring>
 
 #include "cpu/cpu_model.h"
@@ -10,7 +11,8 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const Model& model, int max_B, int max_T) : m_(model, max_B, max_T) {}
+  CpuBackend(const Model& model, int max_B, int max_T, const BackendOptions& opts)
+      : m_(model, max_B, max_T, opts.recompute) {}
   std::string name() const override { return "cpu"; }
   const Model& model() const override { return m_.model(); }
   bool on_device() const override { return false; }
@@ -35,6 +37,7 @@ class CpuBackend final : public Backend {
   void copy_floats(float* dst, const float* src, size_t n) override {
     if (n > 0 && dst != src) std::memmove(dst, src, n * sizeof(float));
   }
+  size_t memory_bytes() const override { return m_.memory_bytes(); }
 
  private:
   size_t bytes() const { return m_.model().num_params() * sizeof(float); }
@@ -43,8 +46,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const Model& model, int max_B, int max_T) {
-  return std::make_unique<CpuBackend>(model, max_B, max_T);
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, int max_B, int max_T, const BackendOptions& opts) {
+  return std::make_unique<CpuBackend>(model, max_B, max_T, opts);
 }
 
 }  // namespace llmtrain

@@ -3,6 +3,14 @@
 // whole-model finite-difference tests run the very same code. Activations of every layer are kept
 // for backward; gradient scratch is one layer's worth, reused from the last layer to the first,
 // with a single residual-gradient buffer since every block is x + attn(x) + mlp(x + attn(x)).
+//
+// Recomputation (BackendOptions::recompute, the CUDA backend's twin): with 1 the MLP activation
+// (GELU / SwiGLU output) of each layer is not kept but written to one shared [N, H] scratch, and
+// backward recomputes it from the kept pre-activation(s) just before it is needed; with 2 the
+// normalised ln1/ln2 outputs also go to one shared [N, C] scratch and backward re-runs the norm
+// forward on the kept residual-stream input (into a scratch for the statistics, which come out
+// equal to the saved mean/rstd that backward keeps using). Recomputation calls the very same op
+// on the very same inputs, so losses and gradients are identical bit for bit at every setting.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -41,8 +49,11 @@ template <typename F>
 class CpuModel {
  public:
   using Buf = std::vector<F>;
-  CpuModel(const Model& model, int max_B, int max_T) : model_(model), maxB_(max_B), maxT_(max_T) {
+  CpuModel(const Model& model, int max_B, int max_T, int recompute = 0)
+      : model_(model), maxB_(max_B), maxT_(max_T), recompute_(recompute) {
     const auto& c = model.config();
+    if (recompute < 0 || recompute > 2)
+      throw InputError("recompute: must be 0, 1 or 2, got " + std::to_string(recompute));
     if (max_T > c.max_seq_len)
       throw InputError("sequence length " + std::to_string(max_T) + " exceeds model.max_seq_len " +
                        std::to_string(c.max_seq_len));
@@ -62,16 +73,16 @@ class CpuModel {
     encoded_.resize(N * C_);
     layers_.resize(L_);
     for (auto& a : layers_) {
-      a.ln1.resize(N * C_);
+      if (recompute_ < 2) a.ln1.resize(N * C_);
       a.ln1_rstd.resize(N);
       a.atty.resize(N * QD);
       a.lse.resize((size_t)max_B * NH_ * max_T);
       a.attproj.resize(N * C_);
       a.res2.resize(N * C_);
-      a.ln2.resize(N * C_);
+      if (recompute_ < 2) a.ln2.resize(N * C_);
       a.ln2_rstd.resize(N);
       a.fch.resize(N * H_);
-      a.fch_act.resize(N * H_);
+      if (recompute_ < 1) a.fch_act.resize(N * H_);
       a.mlp_out.resize(N * C_);
       a.res3.resize(N * C_);
       if (llama_) {
@@ -84,6 +95,12 @@ class CpuModel {
         a.ln2_mean.resize(N);
         a.qkv.resize(N * 3 * C_);
       }
+    }
+    if (recompute_ >= 1) act_scratch_.resize(N * H_);
+    if (recompute_ >= 2) {
+      ln_scratch_.resize(N * C_);
+      if (!llama_) stat_scratch_mean_.resize(N);
+      stat_scratch_rstd_.resize(N);
     }
     lnf_.resize(N * C_);
     lnf_mean_.resize(N);
@@ -121,6 +138,26 @@ class CpuModel {
 
   const F* logits(int b, int t) const { return logits_.data() + ((size_t)b * curT_ + t) * Vp_; }
   int V() const { return V_; }
+  int recompute() const { return recompute_; }
+
+  // Host bytes of parameters, gradients, activations and scratch (what recompute saves shows here).
+  size_t memory_bytes() const {
+    size_t n = 0;
+    auto add = [&n](const auto& v) { n += v.size() * sizeof(v[0]); };
+    for (const auto& a : layers_)
+      for (const Buf* b : {&a.ln1, &a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.q, &a.k, &a.v, &a.atty, &a.lse, &a.attproj,
+                           &a.res2, &a.ln2, &a.ln2_mean, &a.ln2_rstd, &a.fch, &a.fch_act, &a.up, &a.mlp_out, &a.res3})
+        add(*b);
+    for (const Buf* b : {&params_, &grads_, &encoded_, &lnf_, &lnf_mean_, &lnf_rstd_, &logits_, &dlogits_, &losses_,
+                         &dloss_, &dres_, &dln_, &datty_, &dqkv_, &dfch_, &dfch_act_, &dup_, &act_scratch_,
+                         &ln_scratch_, &stat_scratch_mean_, &stat_scratch_rstd_})
+      add(*b);
+    add(targets_);
+    add(inputs_);
+    add(rope_cos_);
+    add(rope_sin_);
+    return n;
+  }
 
   double grad_sq_norm() {
     // Per-tensor partial sums in parallel, combined in layout order: thread-count independent.
@@ -144,18 +181,20 @@ class CpuModel {
     for (int64_t i = 0; i < n; ++i) grads_[i] *= s;
   }
 
+  // With recompute, a dropped input is recomputed into the shared scratch: valid until the next
+  // call, forward or backward.
   const F* matrix_input(size_t pi, int64_t* rows) {
     *rows = (int64_t)curB_ * curT_;
+    const int N = curB_ * curT_;
     const auto& idx = model_.index();
     if ((int)pi == idx.lm_head) return lnf_.data();
     for (int l = 0; l < L_; ++l) {
       const BlockParams& b = idx.blocks[l];
-      const LayerActs<F>& a = layers_[l];
       const int p = (int)pi;
-      if (p == b.qkv_w || p == b.q_w || p == b.k_w || p == b.v_w) return a.ln1.data();
-      if (p == b.attn_proj_w || p == b.o_w) return a.atty.data();
-      if (p == b.fc_w || p == b.gate_w || p == b.up_w) return a.ln2.data();
-      if (p == b.fc_proj_w || p == b.down_w) return a.fch_act.data();
+      if (p == b.qkv_w || p == b.q_w || p == b.k_w || p == b.v_w) return recompute_ln(l, 1, N);
+      if (p == b.attn_proj_w || p == b.o_w) return layers_[l].atty.data();
+      if (p == b.fc_w || p == b.gate_w || p == b.up_w) return recompute_ln(l, 2, N);
+      if (p == b.fc_proj_w || p == b.down_w) return recompute_act(l, N);
     }
     return nullptr;
   }
@@ -174,8 +213,45 @@ class CpuModel {
   const F* lm_head_w() const { return P(model_.index().lm_head >= 0 ? model_.index().lm_head : model_.index().wte); }
   F* lm_head_g() { return G(model_.index().lm_head >= 0 ? model_.index().lm_head : model_.index().wte); }
 
+  // Where layer l's forward writes its norm outputs and MLP activation: its own buffers, or the
+  // shared scratch of the tensors recompute drops.
+  F* ln_out(int l, int which) {
+    if (recompute_ >= 2) return ln_scratch_.data();
+    return which == 1 ? layers_[l].ln1.data() : layers_[l].ln2.data();
+  }
+  F* act_out(int l) { return recompute_ >= 1 ? act_scratch_.data() : layers_[l].fch_act.data(); }
+  const F* block_input(int l) const { return l == 0 ? encoded_.data() : layers_[l - 1].res3.data(); }
+
+  // Layer l's normalised ln1 (which = 1) or ln2 (which = 2) output for backward: kept, or the norm
+  // forward re-run on the kept input (statistics to a scratch: they equal the saved ones).
+  const F* recompute_ln(int l, int which, int N) {
+    if (recompute_ < 2) return ln_out(l, which);
+    const BlockParams& bp = model_.index().blocks[l];
+    const LayerActs<F>& a = layers_[l];
+    const F* x = which == 1 ? block_input(l) : a.res2.data();
+    const int wi = which == 1 ? bp.ln1_w : bp.ln2_w, bi = which == 1 ? bp.ln1_b : bp.ln2_b;
+    const float eps = model_.config().norm_eps;
+    if (!llama_)
+      layernorm_forward<F>(ln_scratch_.data(), stat_scratch_mean_.data(), stat_scratch_rstd_.data(), x, P(wi), P(bi),
+                           N, C_, eps);
+    else
+      rmsnorm_forward<F>(ln_scratch_.data(), stat_scratch_rstd_.data(), x, P(wi), N, C_, eps);
+    return ln_scratch_.data();
+  }
+  // Layer l's MLP activation for backward: kept, or GELU / SwiGLU re-run on the kept fch (and up).
+  const F* recompute_act(int l, int N) {
+    if (recompute_ < 1) return layers_[l].fch_act.data();
+    const LayerActs<F>& a = layers_[l];
+    if (!llama_)
+      gelu_forward<F>(act_scratch_.data(), a.fch.data(), (int64_t)N * H_);
+    else
+      swiglu_forward<F>(act_scratch_.data(), a.fch.data(), a.up.data(), (int64_t)N * H_);
+    return act_scratch_.data();
+  }
+
   const Model& model_;
   int maxB_, maxT_;
+  int recompute_;
   int C_, L_, NH_, NKV_, HS_, H_, V_, Vp_;
   bool llama_;
   int curB_ = 0, curT_ = 0;
@@ -186,6 +262,7 @@ class CpuModel {
   Buf lnf_, lnf_mean_, lnf_rstd_, logits_, dlogits_, losses_, dloss_;
   std::vector<int32_t> targets_, inputs_;
   Buf dres_, dln_, datty_, dqkv_, dfch_, dfch_act_, dup_;
+  Buf act_scratch_, ln_scratch_, stat_scratch_mean_, stat_scratch_rstd_;  // recompute's shared scratch
   std::vector<float> rope_cos_, rope_sin_;
 };
 
@@ -212,36 +289,39 @@ double CpuModel<F>::forward(const int32_t* inputs, const int32_t* targets, int B
   for (int l = 0; l < L_; ++l) {
     const BlockParams& bp = idx.blocks[l];
     LayerActs<F>& a = layers_[l];
+    F* ln1 = ln_out(l, 1);
+    F* ln2 = ln_out(l, 2);
+    F* act = act_out(l);
     if (!llama_) {
-      layernorm_forward<F>(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, P(bp.ln1_w), P(bp.ln1_b), N, C_,
+      layernorm_forward<F>(ln1, a.ln1_mean.data(), a.ln1_rstd.data(), x, P(bp.ln1_w), P(bp.ln1_b), N, C_,
                              cfg.norm_eps);
-      matmul_forward<F>(a.qkv.data(), a.ln1.data(), P(bp.qkv_w), P(bp.qkv_b), N, C_, 3 * C_);
+      matmul_forward<F>(a.qkv.data(), ln1, P(bp.qkv_w), P(bp.qkv_b), N, C_, 3 * C_);
       const F* qkv = a.qkv.data();
       attention_forward<F>(a.atty.data(), a.lse.data(), qkv, qkv + C_, qkv + 2 * C_, B, T, NH_, NH_, HS_, 3 * C_,
                              3 * C_, attn_scale(l));
       matmul_forward<F>(a.attproj.data(), a.atty.data(), P(bp.attn_proj_w), P(bp.attn_proj_b), N, C_, C_);
       residual_forward<F>(a.res2.data(), x, a.attproj.data(), (int64_t)N * C_);
-      layernorm_forward<F>(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), P(bp.ln2_w),
+      layernorm_forward<F>(ln2, a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), P(bp.ln2_w),
                              P(bp.ln2_b), N, C_, cfg.norm_eps);
-      matmul_forward<F>(a.fch.data(), a.ln2.data(), P(bp.fc_w), P(bp.fc_b), N, C_, H_);
-      gelu_forward<F>(a.fch_act.data(), a.fch.data(), (int64_t)N * H_);
-      matmul_forward<F>(a.mlp_out.data(), a.fch_act.data(), P(bp.fc_proj_w), P(bp.fc_proj_b), N, H_, C_);
+      matmul_forward<F>(a.fch.data(), ln2, P(bp.fc_w), P(bp.fc_b), N, C_, H_);
+      gelu_forward<F>(act, a.fch.data(), (int64_t)N * H_);
+      matmul_forward<F>(a.mlp_out.data(), act, P(bp.fc_proj_w), P(bp.fc_proj_b), N, H_, C_);
     } else {
-      rmsnorm_forward<F>(a.ln1.data(), a.ln1_rstd.data(), x, P(bp.ln1_w), N, C_, cfg.norm_eps);
-      matmul_forward<F>(a.q.data(), a.ln1.data(), P(bp.q_w), nullptr, N, C_, QD);
-      matmul_forward<F>(a.k.data(), a.ln1.data(), P(bp.k_w), nullptr, N, C_, KD);
-      matmul_forward<F>(a.v.data(), a.ln1.data(), P(bp.v_w), nullptr, N, C_, KD);
+      rmsnorm_forward<F>(ln1, a.ln1_rstd.data(), x, P(bp.ln1_w), N, C_, cfg.norm_eps);
+      matmul_forward<F>(a.q.data(), ln1, P(bp.q_w), nullptr, N, C_, QD);
+      matmul_forward<F>(a.k.data(), ln1, P(bp.k_w), nullptr, N, C_, KD);
+      matmul_forward<F>(a.v.data(), ln1, P(bp.v_w), nullptr, N, C_, KD);
       rope_forward<F>(a.q.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH_, HS_, QD);
       rope_forward<F>(a.k.data(), rope_cos_.data(), rope_sin_.data(), B, T, NKV_, HS_, KD);
       attention_forward<F>(a.atty.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, T, NH_, NKV_, HS_,
                              QD, KD, attn_scale(l));
       matmul_forward<F>(a.attproj.data(), a.atty.data(), P(bp.o_w), nullptr, N, QD, C_);
       residual_forward<F>(a.res2.data(), x, a.attproj.data(), (int64_t)N * C_);
-      rmsnorm_forward<F>(a.ln2.data(), a.ln2_rstd.data(), a.res2.data(), P(bp.ln2_w), N, C_, cfg.norm_eps);
-      matmul_forward<F>(a.fch.data(), a.ln2.data(), P(bp.gate_w), nullptr, N, C_, H_);
-      matmul_forward<F>(a.up.data(), a.ln2.data(), P(bp.up_w), nullptr, N, C_, H_);
-      swiglu_forward<F>(a.fch_act.data(), a.fch.data(), a.up.data(), (int64_t)N * H_);
-      matmul_forward<F>(a.mlp_out.data(), a.fch_act.data(), P(bp.down_w), nullptr, N, H_, C_);
+      rmsnorm_forward<F>(ln2, a.ln2_rstd.data(), a.res2.data(), P(bp.ln2_w), N, C_, cfg.norm_eps);
+      matmul_forward<F>(a.fch.data(), ln2, P(bp.gate_w), nullptr, N, C_, H_);
+      matmul_forward<F>(a.up.data(), ln2, P(bp.up_w), nullptr, N, C_, H_);
+      swiglu_forward<F>(act, a.fch.data(), a.up.data(), (int64_t)N * H_);
+      matmul_forward<F>(a.mlp_out.data(), act, P(bp.down_w), nullptr, N, H_, C_);
     }
     residual_forward<F>(a.res3.data(), a.res2.data(), a.mlp_out.data(), (int64_t)N * C_);
     x = a.res3.data();
@@ -301,16 +381,20 @@ void CpuModel<F>::backward(F dloss) {
   for (int l = L_ - 1; l >= 0; --l) {
     const BlockParams& bp = idx.blocks[l];
     LayerActs<F>& a = layers_[l];
-    const F* x = l == 0 ? encoded_.data() : layers_[l - 1].res3.data();
+    const F* x = block_input(l);
+    // Dropped activations come back just before their first use: the MLP activation, then ln2;
+    // ln1 only after ln2's last use, since with recompute 2 they share one scratch.
+    const F* act = recompute_act(l, N);
+    const F* ln2 = recompute_ln(l, 2, N);
     // dres holds d(res3); the MLP branch sees it as d(mlp_out).
     zero_fill(dfch_act_.data(), (size_t)N * H_);
     zero_fill(dfch_.data(), (size_t)N * H_);
     zero_fill(dln_.data(), NC);
     if (!llama_) {
-      matmul_backward<F>(dfch_act_.data(), G(bp.fc_proj_w), G(bp.fc_proj_b), dres_.data(), a.fch_act.data(),
+      matmul_backward<F>(dfch_act_.data(), G(bp.fc_proj_w), G(bp.fc_proj_b), dres_.data(), act,
                            P(bp.fc_proj_w), N, H_, C_);
       gelu_backward<F>(dfch_.data(), dfch_act_.data(), a.fch.data(), (int64_t)N * H_);
-      matmul_backward<F>(dln_.data(), G(bp.fc_w), G(bp.fc_b), dfch_.data(), a.ln2.data(), P(bp.fc_w), N, C_, H_);
+      matmul_backward<F>(dln_.data(), G(bp.fc_w), G(bp.fc_b), dfch_.data(), ln2, P(bp.fc_w), N, C_, H_);
       layernorm_backward<F>(dres_.data(), G(bp.ln2_w), G(bp.ln2_b), dln_.data(), a.res2.data(), P(bp.ln2_w),
                               a.ln2_mean.data(), a.ln2_rstd.data(), N, C_);
       // dres now holds d(res2) = d(x) from the identity path + d(attproj).
@@ -323,16 +407,17 @@ void CpuModel<F>::backward(F dloss) {
       attention_backward<F>(dqkv, dqkv + C_, dqkv + 2 * C_, datty_.data(), qkv, qkv + C_, qkv + 2 * C_, a.atty.data(),
                               a.lse.data(), B, T, NH_, NH_, HS_, 3 * C_, 3 * C_, attn_scale(l));
       zero_fill(dln_.data(), NC);
-      matmul_backward<F>(dln_.data(), G(bp.qkv_w), G(bp.qkv_b), dqkv, a.ln1.data(), P(bp.qkv_w), N, C_, 3 * C_);
+      const F* ln1 = recompute_ln(l, 1, N);
+      matmul_backward<F>(dln_.data(), G(bp.qkv_w), G(bp.qkv_b), dqkv, ln1, P(bp.qkv_w), N, C_, 3 * C_);
       layernorm_backward<F>(dres_.data(), G(bp.ln1_w), G(bp.ln1_b), dln_.data(), x, P(bp.ln1_w), a.ln1_mean.data(),
                               a.ln1_rstd.data(), N, C_);
     } else {
       zero_fill(dup_.data(), (size_t)N * H_);
-      matmul_backward<F>(dfch_act_.data(), G(bp.down_w), nullptr, dres_.data(), a.fch_act.data(), P(bp.down_w), N, H_,
+      matmul_backward<F>(dfch_act_.data(), G(bp.down_w), nullptr, dres_.data(), act, P(bp.down_w), N, H_,
                            C_);
       swiglu_backward<F>(dfch_.data(), dup_.data(), dfch_act_.data(), a.fch.data(), a.up.data(), (int64_t)N * H_);
-      matmul_backward<F>(dln_.data(), G(bp.gate_w), nullptr, dfch_.data(), a.ln2.data(), P(bp.gate_w), N, C_, H_);
-      matmul_backward<F>(dln_.data(), G(bp.up_w), nullptr, dup_.data(), a.ln2.data(), P(bp.up_w), N, C_, H_);
+      matmul_backward<F>(dln_.data(), G(bp.gate_w), nullptr, dfch_.data(), ln2, P(bp.gate_w), N, C_, H_);
+      matmul_backward<F>(dln_.data(), G(bp.up_w), nullptr, dup_.data(), ln2, P(bp.up_w), N, C_, H_);
       rmsnorm_backward<F>(dres_.data(), G(bp.ln2_w), dln_.data(), a.res2.data(), P(bp.ln2_w), a.ln2_rstd.data(), N, C_);
       zero_fill(datty_.data(), (size_t)N * QD);
       matmul_backward<F>(datty_.data(), G(bp.o_w), nullptr, dres_.data(), a.atty.data(), P(bp.o_w), N, QD, C_);
@@ -345,9 +430,10 @@ void CpuModel<F>::backward(F dloss) {
       rope_backward<F>(dq, rope_cos_.data(), rope_sin_.data(), B, T, NH_, HS_, QD);
       rope_backward<F>(dk, rope_cos_.data(), rope_sin_.data(), B, T, NKV_, HS_, KD);
       zero_fill(dln_.data(), NC);
-      matmul_backward<F>(dln_.data(), G(bp.q_w), nullptr, dq, a.ln1.data(), P(bp.q_w), N, C_, QD);
-      matmul_backward<F>(dln_.data(), G(bp.k_w), nullptr, dk, a.ln1.data(), P(bp.k_w), N, C_, KD);
-      matmul_backward<F>(dln_.data(), G(bp.v_w), nullptr, dv, a.ln1.data(), P(bp.v_w), N, C_, KD);
+      const F* ln1 = recompute_ln(l, 1, N);
+      matmul_backward<F>(dln_.data(), G(bp.q_w), nullptr, dq, ln1, P(bp.q_w), N, C_, QD);
+      matmul_backward<F>(dln_.data(), G(bp.k_w), nullptr, dk, ln1, P(bp.k_w), N, C_, KD);
+      matmul_backward<F>(dln_.data(), G(bp.v_w), nullptr, dv, ln1, P(bp.v_w), N, C_, KD);
       rmsnorm_backward<F>(dres_.data(), G(bp.ln1_w), dln_.data(), x, P(bp.ln1_w), a.ln1_rstd.data(), N, C_);
     }
     report_ready(model_.block_begin(l), model_.block_begin(l + 1));

@@ -10,6 +10,8 @@
 //   (accumulate = false) instead of zero-filling and adding; the residual-stream gradient then
 //   accumulates exactly as on the CPU.
 // Parameter gradients are fp32 and always accumulate (+=), so micro-steps add up as on the CPU.
+// With recompute the activations it drops live in one shared scratch per kind (ln_out, act_out)
+// and come back in backward through recompute_ln / recompute_act (see cuda_backend.h).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -64,6 +66,12 @@ struct CudaBackend::Impl {
   std::vector<LayerBufs> layers;
   // Backward scratch, one layer's worth.
   DeviceBuffer<bf16> dres, dln, datty, dqkv, dfch, dfch_act, dup;
+  // recompute's shared scratch: the MLP activation [N, H] (>= 1), the ln1/ln2 output [N, C] and
+  // the statistics of a re-run norm [N] (2).
+  DeviceBuffer<bf16> act_scratch, ln_scratch;
+  DeviceBuffer<float> stat_mean, stat_rstd;
+  int64_t sr_step = 0;  // begin_step(): the step that keys stochastic rounding
+  double peak = 0;      // nominal dense bf16 FLOP/s of this GPU, 0 if unknown
   DeviceBuffer<float> rope_cos, rope_sin;
   DeviceBuffer<unsigned char> colsum_scratch, attn_scratch, emb_scratch, norm_scratch, gn_scratch;
   DeviceBuffer<double> d_norm;
@@ -114,13 +122,50 @@ struct CudaBackend::Impl {
       cuda::rmsnorm_backward(dinp, G(wi), dout, inp, W(wi), rstd, N, C, norm_scratch.data(), st, accumulate);
   }
 
-  void refresh() { cuda::cast_f32_to_bf16(wbf.data(), params.data(), static_cast<int64_t>(nparams), st); }
+  void refresh() {
+    if (opts.bf16_rounding == Bf16Rounding::stochastic)
+      cuda::cast_f32_to_bf16_stochastic(wbf.data(), params.data(), static_cast<int64_t>(nparams), opts.seed,
+                                        static_cast<uint64_t>(sr_step), st);
+    else
+      cuda::cast_f32_to_bf16(wbf.data(), params.data(), static_cast<int64_t>(nparams), st);
+  }
+
+  // ---- recomputation (cuda_backend.h): where forward writes, what backward reads ----
+  bf16* ln_out(int l, int which) {
+    if (opts.recompute >= 2) return ln_scratch.data();
+    return which == 1 ? layers[l].ln1.data() : layers[l].ln2.data();
+  }
+  bf16* act_out(int l) { return opts.recompute >= 1 ? act_scratch.data() : layers[l].fch_act.data(); }
+  const bf16* block_input(int l) const { return l == 0 ? encoded.data() : layers[l - 1].res3.data(); }
+  // ln1 (which = 1) or ln2 (which = 2) of layer l: kept, or the plain norm kernel re-run on the
+  // kept input (the forward's fused residual+norm normalises the same bf16 residual).
+  const bf16* recompute_ln(int l, int which, int N) {
+    if (opts.recompute < 2) return ln_out(l, which);
+    const BlockParams& bp = model.index().blocks[l];
+    const bf16* x = which == 1 ? block_input(l) : layers[l].res2.data();
+    norm_fwd(ln_scratch.data(), stat_mean.data(), stat_rstd.data(), x, which == 1 ? bp.ln1_w : bp.ln2_w,
+             which == 1 ? bp.ln1_b : bp.ln2_b, N);
+    return ln_scratch.data();
+  }
+  // The MLP activation of layer l: kept, or GELU / SwiGLU re-run on the kept fch (and up).
+  const bf16* recompute_act(int l, int N) {
+    if (opts.recompute < 1) return layers[l].fch_act.data();
+    const LayerBufs& a = layers[l];
+    const int64_t n = static_cast<int64_t>(N) * H;
+    if (!llama)
+      cuda::gelu_forward(act_scratch.data(), a.fch.data(), n, st);
+    else
+      cuda::swiglu_forward(act_scratch.data(), a.fch.data(), a.up.data(), n, st);
+    return act_scratch.data();
+  }
+
   // Backend::set_grad_ready: [lo, hi) of the gradients is queued (the hook may start a collective
   // that waits on this stream).
   Backend::GradReadyFn grad_ready;
   void report_ready(size_t lo, size_t hi) {
     if (grad_ready && hi > lo) grad_ready(lo, hi - lo);
   }
+
   double forward(const int32_t* inputs, const int32_t* targets, int B, int T, int64_t* valid);
   void backward(float dloss);
   void ensure_emb_scratch(int N);
@@ -158,6 +203,12 @@ CudaBackend::Impl::Impl(const Model& m, int max_B, int max_T, const CudaBackendO
   if (Vp % 8 != 0 || Vp < V) throw InputError(who + "model.padded_vocab_size must be a multiple of 8 and >= vocab_size");
   if (NH % NKV != 0) throw InputError(who + "model.n_head must be a multiple of model.n_kv_head");
   if (!llama && QD != C) throw InputError(who + "GPT-2 needs n_embd divisible by n_head");
+  if (o.recompute < 0 || o.recompute > 2)
+    throw InputError(who + "run.recompute must be 0, 1 or 2, got " + std::to_string(o.recompute));
+  if (o.recompute >= 1 && o.fuse_gelu && !llama)
+    throw InputError(who + "run.recompute " + std::to_string(o.recompute) +
+                     " needs the standalone GELU kernel (fuse_gelu off): the cuBLASLt epilogue's GELU is not "
+                     "bitwise equal to it, so the recomputed activation would differ");
   // Every tensor's bf16 slice must be 16-byte aligned for the 128-bit loads of the kernels.
   for (const auto& p : m.layout().params())
     if (p.offset % 8 != 0)
@@ -192,17 +243,18 @@ CudaBackend::Impl::Impl(const Model& m, int max_B, int max_T, const CudaBackendO
   alloc(logits, N * Vp);
   alloc(losses, N);
   layers.resize(L);
+  // With recompute the dropped tensors stay unallocated (DeviceBuffer is empty, data() null).
   for (auto& a : layers) {
-    alloc(a.ln1, N * C);
+    if (o.recompute < 2) alloc(a.ln1, N * C);
     alloc(a.ln1_rstd, N);
     alloc(a.qkv, N * QKD);
     alloc(a.atty, N * QD);
     alloc(a.lse, static_cast<size_t>(max_B) * NH * max_T);
     alloc(a.res2, N * C);
-    alloc(a.ln2, N * C);
+    if (o.recompute < 2) alloc(a.ln2, N * C);
     alloc(a.ln2_rstd, N);
     alloc(a.fch, N * H);
-    alloc(a.fch_act, N * H);
+    if (o.recompute < 1) alloc(a.fch_act, N * H);
     alloc(a.res3, N * C);
     if (llama) {
       alloc(a.up, N * H);
@@ -210,6 +262,12 @@ CudaBackend::Impl::Impl(const Model& m, int max_B, int max_T, const CudaBackendO
       alloc(a.ln1_mean, N);
       alloc(a.ln2_mean, N);
     }
+  }
+  if (o.recompute >= 1) alloc(act_scratch, N * H);
+  if (o.recompute >= 2) {
+    alloc(ln_scratch, N * C);
+    if (!llama) alloc(stat_mean, N);
+    alloc(stat_rstd, N);
   }
   alloc(dres, N * C);
   alloc(dln, N * C);
@@ -231,6 +289,7 @@ CudaBackend::Impl::Impl(const Model& m, int max_B, int max_T, const CudaBackendO
     alloc(rope_sin, nt);
     cuda::rope_tables(rope_cos.data(), rope_sin.data(), c.max_seq_len, HS, c.rope_theta, st);
   }
+  peak = cuda::device_info().peak_bf16_tflops * 1e12;
   CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&h_losses), N * sizeof(float)));
   h_targets.resize(N);
   CUDA_CHECK(cudaStreamSynchronize(st));
@@ -277,46 +336,49 @@ double CudaBackend::Impl::forward(const int32_t* inputs, const int32_t* targets,
   for (int l = 0; l < L; ++l) {
     const BlockParams& bp = idx.blocks[l];
     LayerBufs& a = layers[l];
+    bf16* ln1 = ln_out(l, 1);
+    bf16* ln2 = ln_out(l, 2);
+    bf16* act = act_out(l);
     // x = this block's input: the embedding, or the previous block's output res3 = res2 + mlp_out,
     // which is formed here by the fused residual + norm.
     const bf16* x;
     if (l == 0) {
-      norm_fwd(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), encoded.data(), bp.ln1_w, bp.ln1_b, N);
+      norm_fwd(ln1, a.ln1_mean.data(), a.ln1_rstd.data(), encoded.data(), bp.ln1_w, bp.ln1_b, N);
       x = encoded.data();
     } else {
       LayerBufs& p = layers[l - 1];
-      norm_fwd_fused(p.res3.data(), a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), p.res2.data(),
+      norm_fwd_fused(p.res3.data(), ln1, a.ln1_mean.data(), a.ln1_rstd.data(), p.res2.data(),
                      mlp_out.data(), bp.ln1_w, bp.ln1_b, N);
       x = p.res3.data();
     }
     bf16* qkv = a.qkv.data();
     if (!llama) {
-      cuda::matmul_forward(qkv, a.ln1.data(), W(bp.qkv_w), W(bp.qkv_b), N, C, 3 * C, st);
+      cuda::matmul_forward(qkv, ln1, W(bp.qkv_w), W(bp.qkv_b), N, C, 3 * C, st);
       cuda::attention_forward(a.atty.data(), a.lse.data(), qkv, qkv + C, qkv + 2 * C, B, T, NH, NH, HS, 3 * C, 3 * C,
                               attn_scale(l), st);
       cuda::matmul_forward(attproj.data(), a.atty.data(), W(bp.attn_proj_w), W(bp.attn_proj_b), N, C, C, st);
-      norm_fwd_fused(a.res2.data(), a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), x, attproj.data(), bp.ln2_w,
+      norm_fwd_fused(a.res2.data(), ln2, a.ln2_mean.data(), a.ln2_rstd.data(), x, attproj.data(), bp.ln2_w,
                      bp.ln2_b, N);
       if (opts.fuse_gelu) {
-        cuda::matmul_forward(a.fch_act.data(), a.ln2.data(), W(bp.fc_w), W(bp.fc_b), N, C, H, st, a.fch.data());
+        cuda::matmul_forward(act, ln2, W(bp.fc_w), W(bp.fc_b), N, C, H, st, a.fch.data());
       } else {
-        cuda::matmul_forward(a.fch.data(), a.ln2.data(), W(bp.fc_w), W(bp.fc_b), N, C, H, st);
-        cuda::gelu_forward(a.fch_act.data(), a.fch.data(), static_cast<int64_t>(N) * H, st);
+        cuda::matmul_forward(a.fch.data(), ln2, W(bp.fc_w), W(bp.fc_b), N, C, H, st);
+        cuda::gelu_forward(act, a.fch.data(), static_cast<int64_t>(N) * H, st);
       }
-      cuda::matmul_forward(mlp_out.data(), a.fch_act.data(), W(bp.fc_proj_w), W(bp.fc_proj_b), N, H, C, st);
+      cuda::matmul_forward(mlp_out.data(), act, W(bp.fc_proj_w), W(bp.fc_proj_b), N, H, C, st);
     } else {
       // q_proj, k_proj, v_proj as one [QD + 2 KD, C] weight (adjacency checked at construction).
-      cuda::matmul_forward(qkv, a.ln1.data(), W(bp.q_w), nullptr, N, C, QKD, st);
+      cuda::matmul_forward(qkv, ln1, W(bp.q_w), nullptr, N, C, QKD, st);
       cuda::rope_forward(qkv, rope_cos.data(), rope_sin.data(), B, T, NH, HS, QKD, st);
       cuda::rope_forward(qkv + QD, rope_cos.data(), rope_sin.data(), B, T, NKV, HS, QKD, st);
       cuda::attention_forward(a.atty.data(), a.lse.data(), qkv, qkv + QD, qkv + QD + KD, B, T, NH, NKV, HS, QKD, QKD,
                               attn_scale(l), st);
       cuda::matmul_forward(attproj.data(), a.atty.data(), W(bp.o_w), nullptr, N, QD, C, st);
-      norm_fwd_fused(a.res2.data(), a.ln2.data(), nullptr, a.ln2_rstd.data(), x, attproj.data(), bp.ln2_w, -1, N);
-      cuda::matmul_forward(a.fch.data(), a.ln2.data(), W(bp.gate_w), nullptr, N, C, H, st);
-      cuda::matmul_forward(a.up.data(), a.ln2.data(), W(bp.up_w), nullptr, N, C, H, st);
-      cuda::swiglu_forward(a.fch_act.data(), a.fch.data(), a.up.data(), static_cast<int64_t>(N) * H, st);
-      cuda::matmul_forward(mlp_out.data(), a.fch_act.data(), W(bp.down_w), nullptr, N, H, C, st);
+      norm_fwd_fused(a.res2.data(), ln2, nullptr, a.ln2_rstd.data(), x, attproj.data(), bp.ln2_w, -1, N);
+      cuda::matmul_forward(a.fch.data(), ln2, W(bp.gate_w), nullptr, N, C, H, st);
+      cuda::matmul_forward(a.up.data(), ln2, W(bp.up_w), nullptr, N, C, H, st);
+      cuda::swiglu_forward(act, a.fch.data(), a.up.data(), static_cast<int64_t>(N) * H, st);
+      cuda::matmul_forward(mlp_out.data(), act, W(bp.down_w), nullptr, N, H, C, st);
     }
   }
   if (L == 0) {
@@ -376,13 +438,17 @@ void CudaBackend::Impl::backward(float dloss) {
   for (int l = L - 1; l >= 0; --l) {
     const BlockParams& bp = idx.blocks[l];
     LayerBufs& a = layers[l];
-    const bf16* x = l == 0 ? encoded.data() : layers[l - 1].res3.data();
+    const bf16* x = block_input(l);
+    // Dropped activations come back just before their first use: the MLP activation, then ln2;
+    // ln1 only after ln2's last use, since with recompute 2 they share one scratch.
+    const bf16* act = recompute_act(l, N);
+    const bf16* ln2 = recompute_ln(l, 2, N);
     // dres holds d(res3); the MLP branch sees it as d(mlp_out).
     if (!llama) {
-      cuda::matmul_backward(dfch_act.data(), G(bp.fc_proj_w), G(bp.fc_proj_b), dres.data(), a.fch_act.data(),
+      cuda::matmul_backward(dfch_act.data(), G(bp.fc_proj_w), G(bp.fc_proj_b), dres.data(), act,
                             W(bp.fc_proj_w), N, H, C, scratch, st, false);
       cuda::gelu_backward(dfch.data(), dfch_act.data(), a.fch.data(), NHs, st, false);
-      cuda::matmul_backward(dln.data(), G(bp.fc_w), G(bp.fc_b), dfch.data(), a.ln2.data(), W(bp.fc_w), N, C, H,
+      cuda::matmul_backward(dln.data(), G(bp.fc_w), G(bp.fc_b), dfch.data(), ln2, W(bp.fc_w), N, C, H,
                             scratch, st, false);
       norm_bwd(dres.data(), bp.ln2_w, bp.ln2_b, dln.data(), a.res2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), N,
                true);
@@ -394,16 +460,17 @@ void CudaBackend::Impl::backward(float dloss) {
       cuda::attention_backward(dq, dq + C, dq + 2 * C, datty.data(), qkv, qkv + C, qkv + 2 * C, a.atty.data(),
                                a.lse.data(), B, T, NH, NH, HS, 3 * C, 3 * C, attn_scale(l), attn_scratch.data(), st,
                                false);
-      cuda::matmul_backward(dln.data(), G(bp.qkv_w), G(bp.qkv_b), dq, a.ln1.data(), W(bp.qkv_w), N, C, 3 * C, scratch,
+      const bf16* ln1 = recompute_ln(l, 1, N);
+      cuda::matmul_backward(dln.data(), G(bp.qkv_w), G(bp.qkv_b), dq, ln1, W(bp.qkv_w), N, C, 3 * C, scratch,
                             st, false);
       norm_bwd(dres.data(), bp.ln1_w, bp.ln1_b, dln.data(), x, a.ln1_mean.data(), a.ln1_rstd.data(), N, true);
     } else {
-      cuda::matmul_backward(dfch_act.data(), G(bp.down_w), nullptr, dres.data(), a.fch_act.data(), W(bp.down_w), N, H,
+      cuda::matmul_backward(dfch_act.data(), G(bp.down_w), nullptr, dres.data(), act, W(bp.down_w), N, H,
                             C, scratch, st, false);
       cuda::swiglu_backward(dfch.data(), dup.data(), dfch_act.data(), a.fch.data(), a.up.data(), NHs, st, false);
-      cuda::matmul_backward(dln.data(), G(bp.gate_w), nullptr, dfch.data(), a.ln2.data(), W(bp.gate_w), N, C, H,
+      cuda::matmul_backward(dln.data(), G(bp.gate_w), nullptr, dfch.data(), ln2, W(bp.gate_w), N, C, H,
                             scratch, st, false);
-      cuda::matmul_backward(dln.data(), G(bp.up_w), nullptr, dup.data(), a.ln2.data(), W(bp.up_w), N, C, H, scratch,
+      cuda::matmul_backward(dln.data(), G(bp.up_w), nullptr, dup.data(), ln2, W(bp.up_w), N, C, H, scratch,
                             st, true);
       norm_bwd(dres.data(), bp.ln2_w, -1, dln.data(), a.res2.data(), nullptr, a.ln2_rstd.data(), N, true);
       cuda::matmul_backward(datty.data(), G(bp.o_w), nullptr, dres.data(), a.atty.data(), W(bp.o_w), N, QD, C,
@@ -416,7 +483,8 @@ void CudaBackend::Impl::backward(float dloss) {
       cuda::rope_backward(dq, rope_cos.data(), rope_sin.data(), B, T, NH, HS, QKD, st);
       cuda::rope_backward(dq + QD, rope_cos.data(), rope_sin.data(), B, T, NKV, HS, QKD, st);
       // q/k/v weight gradients as one [QD + 2 KD, C] block (adjacent in the fp32 gradients too).
-      cuda::matmul_backward(dln.data(), G(bp.q_w), nullptr, dq, a.ln1.data(), W(bp.q_w), N, C, QKD, scratch, st,
+      const bf16* ln1 = recompute_ln(l, 1, N);
+      cuda::matmul_backward(dln.data(), G(bp.q_w), nullptr, dq, ln1, W(bp.q_w), N, C, QKD, scratch, st,
                             false);
       norm_bwd(dres.data(), bp.ln1_w, -1, dln.data(), x, nullptr, a.ln1_rstd.data(), N, true);
     }
@@ -503,20 +571,22 @@ const float* CudaBackend::matrix_input(size_t pi, int64_t* rows) {
     src = m.lnf.data();
     width = m.C;
   }
+  // With recompute a dropped input is recomputed into its shared scratch first.
+  const int N = m.curB * m.curT;
   for (int l = 0; l < m.L && src == nullptr; ++l) {
     const BlockParams& b = idx.blocks[l];
     const LayerBufs& a = m.layers[l];
     if (p == b.qkv_w || p == b.q_w || p == b.k_w || p == b.v_w) {
-      src = a.ln1.data();
+      src = m.recompute_ln(l, 1, N);
       width = m.C;
     } else if (p == b.attn_proj_w || p == b.o_w) {
       src = a.atty.data();
       width = m.QD;
     } else if (p == b.fc_w || p == b.gate_w || p == b.up_w) {
-      src = a.ln2.data();
+      src = m.recompute_ln(l, 2, N);
       width = m.C;
     } else if (p == b.fc_proj_w || p == b.down_w) {
-      src = a.fch_act.data();
+      src = m.recompute_act(l, N);
       width = m.H;
     }
   }
@@ -532,7 +602,15 @@ const float* CudaBackend::matrix_input(size_t pi, int64_t* rows) {
 
 void CudaBackend::refresh_params() { impl_->refresh(); }
 void CudaBackend::set_param_refresh(ParamRefresh p) { impl_->opts.refresh = p; }
-void* CudaBackend::bf16_params() { return impl_->wbf.data(); }
+void* CudaBackend::bf16_params() {
+  if (impl_->opts.bf16_rounding == Bf16Rounding::stochastic)
+    throw RuntimeError("cuda backend: bf16_params(): with run.bf16_rounding \"stochastic\" only the backend's refresh "
+                       "writes the bf16 weights (a device optimizer's own bf16 write rounds to nearest)");
+  return impl_->wbf.data();
+}
+const CudaBackendOptions& CudaBackend::options() const { return impl_->opts; }
+void CudaBackend::begin_step(int64_t step) { impl_->sr_step = step; }
+double CudaBackend::peak_flops() const { return impl_->peak; }
 cudaStream_t CudaBackend::stream() const { return impl_->st; }
 size_t CudaBackend::device_bytes() const { return impl_->allocated; }
 
@@ -549,7 +627,7 @@ void CudaBackend::copy_floats(float* dst, const float* src, size_t n) {
   CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, impl_->st));
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int max_T) {
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int max_T, const BackendOptions& opts) {
   // Under `llmtrain launch` (torchrun conventions) each local rank takes its own GPU.
   int count = 0;
   CUDA_CHECK(cudaGetDeviceCount(&count));
@@ -558,7 +636,9 @@ std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int ma
     const int r = std::atoi(lr);
     if (r >= 0) CUDA_CHECK(cudaSetDevice(r % count));
   }
-  return std::make_unique<CudaBackend>(model, max_B, max_T);
+  CudaBackendOptions o;
+  static_cast<BackendOptions&>(o) = opts;
+  return std::make_unique<CudaBackend>(model, max_B, max_T, o);
 }
 
 }  // namespace llmtrain

@@ -7,12 +7,30 @@
 // GEMMs are cuBLASLt with cached algorithms, so the same inputs give the same bits run to run.
 //
 // The bf16 copy. The optimizer updates the fp32 masters in place through params(); the bf16 copy
-// must then be refreshed (fp32 -> bf16, round to nearest even). Since the backend-agnostic
-// training loop cannot tell the backend when it stepped, the default policy refreshes at the start
-// of every forward() (one fused cast, 6 bytes per parameter: ~0.25 ms for GPT-2 124M on an H100).
-// A loop that knows better sets ParamRefresh::explicit_only and calls refresh_params() after each
-// optimizer step (upload_params() always refreshes). A device optimizer that writes the bf16 copy
-// itself can use bf16_params().
+// must then be refreshed (fp32 -> bf16). Since the backend-agnostic training loop cannot tell the
+// backend when it stepped, the default policy refreshes at the start of every forward() (one fused
+// cast, 6 bytes per parameter: ~0.25 ms for GPT-2 124M on an H100). A loop that knows better sets
+// ParamRefresh::explicit_only and calls refresh_params() after each optimizer step (upload_params()
+// always refreshes). A device optimizer that writes the bf16 copy itself can use bf16_params().
+//
+// Rounding (BackendOptions::bf16_rounding). "nearest": round to nearest even. "stochastic": round
+// up with probability equal to the discarded fraction, unbiased in expectation; the random bits
+// are a pure hash of (seed, step, element index) (kernels/cast.cu), with the seed from the options
+// and the step from begin_step(), so every refresh within one optimizer step gives the same copy,
+// every rank of a data-parallel run gets the same copy, and a resumed run repeats the bits of an
+// uninterrupted one. The device optimizers' own bf16 write rounds to nearest, so bf16_params() is
+// refused (RuntimeError) with stochastic rounding: the refresh is then the copy's only writer.
+//
+// Recomputation (BackendOptions::recompute). 1: the MLP activation (GELU / SwiGLU output) is not
+// kept per layer; forward writes it to one shared [N, H] scratch and backward recomputes it from
+// the kept pre-activation(s) (fch, and up for LLaMA) with the same kernel. 2: also the normalised
+// ln1/ln2 outputs go to one shared [N, C] scratch; backward re-runs the norm forward kernel on the
+// kept residual-stream input (res2, or the previous block's res3 / the embedding), which yields
+// the saved mean/rstd again (its statistics go to a scratch; backward keeps using the saved ones).
+// The forward forms res3 + ln1 with the fused residual+norm kernel and backward uses the plain
+// norm kernel on the stored res3; both normalise the bf16-rounded residual with the same code, so
+// the bits agree. Results are therefore bitwise identical to recompute 0 (the tests check it).
+// Not with fuse_gelu: the cuBLASLt GELU epilogue is not bitwise equal to the standalone kernel.
 //
 // Limits of the kernels: head size 64 or 128, n_embd a multiple of 8 and <= 4096, GPT-2's
 // intermediate size a multiple of 8 (LLaMA's may be anything). The constructor says which one a
@@ -30,7 +48,7 @@ namespace llmtrain {
 
 enum class ParamRefresh { every_forward, explicit_only };
 
-struct CudaBackendOptions {
+struct CudaBackendOptions : BackendOptions {
   // GELU fused into the c_fc GEMM's cuBLASLt epilogue (saves one pass over the [N, 4C] MLP
   // activation). Off by default: the standalone kernel is the one tested op-by-op against the CPU.
   bool fuse_gelu = false;
@@ -69,13 +87,20 @@ class CudaBackend final : public Backend {
   // Device memory; copies are queued on stream().
   std::shared_ptr<float> alloc_floats(size_t n) override;
   void copy_floats(float* dst, const float* src, size_t n) override;
+  // Sets the step that keys stochastic rounding (no effect with nearest rounding).
+  void begin_step(int64_t step) override;
+  // The detected GPU's nominal dense bf16 peak (device.cu's table), FLOP/s; 0 if not in the table.
+  double peak_flops() const override;
+  size_t memory_bytes() const override { return device_bytes(); }
 
   // ---- CUDA-specific ----
-  // bf16 working copy <- fp32 masters, round to nearest even.
+  // bf16 working copy <- fp32 masters, with the configured rounding.
   void refresh_params();
   void set_param_refresh(ParamRefresh p);
-  // The bf16 working copy (device, __nv_bfloat16, model.layout() order).
+  // The bf16 working copy (device, __nv_bfloat16, model.layout() order), for a device optimizer
+  // that writes it itself; RuntimeError with stochastic rounding (see above).
   void* bf16_params();
+  const CudaBackendOptions& options() const;
   // The stream all of this backend's work is queued on (a blocking stream: ordered with the legacy
   // default stream). Device optimizers should queue their updates on it.
   cudaStream_t stream() const;
@@ -88,6 +113,6 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Impl> impl_;
 };
 
-std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int max_T);
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int max_T, const BackendOptions& opts = {});
 
 }  // namespace llmtrain

@@ -4,7 +4,10 @@
 // that clipping needs. Each step is timed on the host around a synchronised stream; the median is
 // reported. When the config's optimizer groups can be built on the device (make_optimizer with
 // on_device, src/cuda/optim_*), their update is timed separately after each micro-step and
-// reported as optim_ms (the headline step_ms and MFU stay forward+backward only).
+// reported as optim_ms (the headline step_ms and MFU stay forward+backward only). The backend is
+// built with the config's run.recompute and run.bf16_rounding, so backend_device_bytes is the
+// memory at that setting; with stochastic rounding the optimizer does not write the bf16 copy
+// (only the backend's refresh may, see cuda_backend.h).
 #include "cuda/cuda_backend_bench.h"
 
 #include <cuda_runtime_api.h>
@@ -16,7 +19,9 @@
 
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
+#include "llmtrain/backend.h"
 #include "llmtrain/error.h"
+#include "llmtrain/metrics.h"
 #include "llmtrain/model.h"
 #include "llmtrain/optim.h"
 #include "llmtrain/rng.h"
@@ -31,7 +36,9 @@ int bench_forward_backward(const RunConfig& cfg, const std::string& config_path,
   size_t free0 = 0, total = 0;
   if (cudaMemGetInfo(&free0, &total) != cudaSuccess) throw RuntimeError("bench: cudaMemGetInfo failed");
 
-  CudaBackend be(model, B, T);
+  CudaBackendOptions bo;
+  static_cast<BackendOptions&>(bo) = backend_options(cfg);
+  CudaBackend be(model, B, T, bo);
   {
     std::vector<float> host(model.num_params());
     model.init_params(host.data(), cfg.run.seed);
@@ -58,10 +65,11 @@ int bench_forward_backward(const RunConfig& cfg, const std::string& config_path,
     const Schedule sched = parse_schedule(cfg.schedule, cfg.source, "schedule");
     const auto gcfgs = parse_optimizer_config(cfg.optimizer, sched, cfg.source);
     std::vector<ParamRef> all;
-    auto* wbf = static_cast<uint16_t*>(be.bf16_params());
+    const bool nearest = bo.bf16_rounding == Bf16Rounding::nearest;
+    auto* wbf = nearest ? static_cast<uint16_t*>(be.bf16_params()) : nullptr;
     for (const auto& p : model.layout().params()) {
       ParamRef r{&p, be.params() + p.offset, be.grads() + p.offset};
-      r.w_bf16 = wbf + p.offset;
+      r.w_bf16 = wbf ? wbf + p.offset : nullptr;
       all.push_back(r);
     }
     const auto assigned = assign_groups(gcfgs, all);
@@ -81,6 +89,7 @@ int bench_forward_backward(const RunConfig& cfg, const std::string& config_path,
   for (int s = 0; s < warmup + steps; ++s) {
     if (cudaStreamSynchronize(be.stream()) != cudaSuccess) throw RuntimeError("bench: stream synchronise failed");
     const auto t0 = std::chrono::steady_clock::now();
+    be.begin_step(s + 1);  // as the trainer does: keys stochastic rounding, if configured
     be.zero_grad();
     int64_t valid = 0;
     loss = be.forward(inputs.data(), targets.data(), B, T, &valid) / (double)valid;
@@ -127,7 +136,9 @@ int bench_forward_backward(const RunConfig& cfg, const std::string& config_path,
                    {"tokens_per_s", tok_s},
                    {"gflops_per_token", fpt / 1e9},
                    {"achieved_tflops", tflops},
-                   {"mfu", dev.peak_bf16_tflops > 0 ? tflops / dev.peak_bf16_tflops : 0.0},
+                   {"mfu", mfu(fpt, (double)B * T, med * 1e-3, be.peak_flops())},
+                   {"recompute", bo.recompute},
+                   {"bf16_rounding", cfg.run.bf16_rounding},
                    {"backend_device_bytes", be.device_bytes()},
                    {"device_used_bytes", total - free1},
                    // Every buffer is allocated up front, so what the run took is also its peak.
@@ -141,9 +152,7 @@ int bench_forward_backward(const RunConfig& cfg, const std::string& config_path,
     j["optim_ms_median"] = om;
     // One micro-batch per optimizer step: what a full step would cost without data loading.
     j["full_step_ms"] = med + om;
-    j["full_step_mfu"] = dev.peak_bf16_tflops > 0
-                             ? (double)B * T / ((med + om) * 1e-3) * fpt / 1e12 / dev.peak_bf16_tflops
-                             : 0.0;
+    j["full_step_mfu"] = mfu(fpt, (double)B * T, (med + om) * 1e-3, be.peak_flops());
   }
   out << j.dump(2) << "\n";
   out.flush();

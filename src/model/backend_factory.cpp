@@ -6,14 +6,33 @@
 namespace llmtrain {
 
 #if defined(LLMTRAIN_HAVE_CUDA_BACKEND)
-std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int max_T);
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int max_T, const BackendOptions& opts);
 #endif
 
-std::unique_ptr<Backend> make_backend(const std::string& name, const Model& model, int max_B, int max_T) {
-  if (name == "cpu") return make_cpu_backend(model, max_B, max_T);
+BackendOptions backend_options(const RunConfig& cfg) {
+  BackendOptions o;
+  o.recompute = cfg.run.recompute;
+  if (o.recompute < 0 || o.recompute > 2)
+    throw InputError(cfg.source + ": run.recompute: must be 0, 1 or 2, got " + std::to_string(o.recompute));
+  if (cfg.run.bf16_rounding == "nearest")
+    o.bf16_rounding = Bf16Rounding::nearest;
+  else if (cfg.run.bf16_rounding == "stochastic")
+    o.bf16_rounding = Bf16Rounding::stochastic;
+  else
+    throw InputError(cfg.source + ": run.bf16_rounding: expected \"nearest\" or \"stochastic\", got \"" +
+                     cfg.run.bf16_rounding + "\"");
+  o.seed = cfg.run.seed;
+  return o;
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& name, const Model& model, int max_B, int max_T,
+                                      const BackendOptions& opts) {
+  if (opts.recompute < 0 || opts.recompute > 2)
+    throw InputError("recompute: must be 0, 1 or 2, got " + std::to_string(opts.recompute));
+  if (name == "cpu") return make_cpu_backend(model, max_B, max_T, opts);
   if (name == "cuda") {
 #if defined(LLMTRAIN_HAVE_CUDA_BACKEND)
-    return make_cuda_backend(model, max_B, max_T);
+    return make_cuda_backend(model, max_B, max_T, opts);
 #elif defined(LLMTRAIN_HAVE_CUDA)
     throw InputError("run.backend: \"cuda\": this version has the CUDA kernels but not yet the CUDA training "
                      "backend; use \"cpu\"");

@@ -45,6 +45,11 @@ void MetricsWriter::write(const nlohmann::json& record) {
   std::fflush(f_);
 }
 
+double mfu(double flops_per_token, double tokens, double seconds, double peak_flops) {
+  if (!(peak_flops > 0) || !(seconds > 0)) return 0.0;
+  return flops_per_token * tokens / seconds / peak_flops;
+}
+
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e9) return "?";
   long s = (long)(seconds + 0.5);

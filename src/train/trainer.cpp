@@ -90,7 +90,7 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
 
   // ---- model, backend, parameters ----
   Model model(cfg.model);
-  auto backend = make_backend(cfg.run.backend, model, B, T);
+  auto backend = make_backend(cfg.run.backend, model, B, T, backend_options(cfg));
   std::vector<float> host(model.num_params());
   model.init_params(host.data(), cfg.run.seed);
   backend->upload_params(host.data());
@@ -213,7 +213,6 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
     std::printf("step %6lld | sample: %s\n", (long long)at_step, text.c_str());
   };
 
-  const double flops_per_step = model.flops_per_token(T) * (double)batch_tokens;
   spdlog::info("training {} steps | global batch {} tokens = {} ranks x {} micro-steps x {}x{} | {:.3f} GFLOP/token",
                total_steps, batch_tokens, world, grad_accum, B, T, model.flops_per_token(T) / 1e9);
   std::fflush(stdout);
@@ -248,6 +247,7 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
 
     bool want_inputs = false;
     for (auto& g : groups) want_inputs |= g.opt->wants_inputs(step + 1);
+    backend->begin_step(step + 1);
     backend->zero_grad();
     double loss_sum = 0;
     for (int m = 0; m < grad_accum; ++m) {
@@ -306,7 +306,10 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
              {"tokens_per_s", batch_tokens / step_s},
              {"step_ms", step_s * 1e3},
              {"optim_ms", optim_s * 1e3}};
-    if (backend->on_device()) rec["mfu"] = nullptr;  // filled by the CUDA backend's peak table
+    // MFU only where the backend knows a nominal peak (not the CPU); memory always.
+    const double step_mfu = mfu(model.flops_per_token(T), (double)batch_tokens, step_s, backend->peak_flops());
+    if (backend->peak_flops() > 0) rec["mfu"] = step_mfu;
+    rec["memory_bytes"] = backend->memory_bytes();
     if (cfg.run.diagnostics_every > 0 && step % cfg.run.diagnostics_every == 0) {
       json d = json::object();
       for (auto& g : groups) {
@@ -327,9 +330,12 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
         std::snprintf(b, sizeof b, "%s%s %.2e", lr_s.empty() ? "" : " ", k.c_str(), v.get<double>());
         lr_s += b;
       }
-      std::printf("step %6lld/%lld | loss %.4f | lr %s | norm %.3f | %.0f tok/s | %.0f ms (optim %.1f ms) | ETA %s\n",
-                  (long long)step, (long long)total_steps, loss, lr_s.c_str(), grad_norm, batch_tokens / step_s,
-                  step_s * 1e3, optim_s * 1e3, format_duration(ema_step_s * (total_steps - step)).c_str());
+      char extra[64] = "";
+      if (backend->peak_flops() > 0) std::snprintf(extra, sizeof extra, " | MFU %.1f%%", 100.0 * step_mfu);
+      std::printf("step %6lld/%lld | loss %.4f | lr %s | norm %.3f | %.0f tok/s%s | mem %.2f GiB | %.0f ms (optim %.1f ms) | ETA %s\n",
+                  (long long)step, (long long)total_steps, loss, lr_s.c_str(), grad_norm, batch_tokens / step_s, extra,
+                  backend->memory_bytes() / 1073741824.0, step_s * 1e3, optim_s * 1e3,
+                  format_duration(ema_step_s * (total_steps - step)).c_str());
       std::fflush(stdout);
     }
     if ((cfg.run.sample_every > 0 && step % cfg.run.sample_every == 0) || last) run_sample(step);

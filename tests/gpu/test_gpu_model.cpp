@@ -1,6 +1,7 @@
 // The CUDA backend against the CPU reference backend on small GPT-2 and LLaMA models: loss, logits,
 // every parameter gradient, the Backend bookkeeping (norm, scaling, accumulation, copies, matrix
-// inputs), determinism, and a short training run whose loss curve must follow the CPU's.
+// inputs), determinism, a short training run whose loss curve must follow the CPU's, activation
+// recomputation (bitwise equal to keeping everything) and stochastic rounding of the bf16 weights.
 //
 // Fairness: the CUDA backend computes with a bf16 copy of its fp32 weights, so the CPU reference
 // gets those bf16-rounded weights; what remains is bf16 activations and fp32 accumulation order.
@@ -302,4 +303,123 @@ TEST_CASE("a short training run on the cuda backend follows the cpu loss curve",
     CHECK(lr.back() < 0.75 * lr.front());
     CHECK(lg.back() < 0.75 * lg.front());
   }
+}
+
+namespace {
+
+struct RunResult {
+  double loss = 0;
+  std::vector<float> grads;
+  std::vector<std::vector<float>> inputs;  // matrix_input of every parameter that has one
+  size_t bytes = 0;
+};
+
+// Two micro-batches of forward + backward (the second accumulates), then every matrix input.
+RunResult run_micro_steps(const Model& m, int B, int T, const BackendOptions& o) {
+  auto be = make_backend("cuda", m, B, T, o);
+  const auto p = test_params(m, 23, false);
+  be->upload_params(p.data());
+  be->begin_step(3);
+  be->zero_grad();
+  RunResult r;
+  for (uint64_t seed : {8, 9}) {
+    const Batch b = random_batch(B, T, m.config().vocab_size, seed);
+    int64_t valid = 0;
+    r.loss += be->forward(b.in.data(), b.tg.data(), B, T, &valid);
+    be->backward(1.0f / 100.0f);
+  }
+  r.grads.resize(m.num_params());
+  be->download_grads(r.grads.data());
+  for (size_t i = 0; i < m.layout().size(); ++i) {
+    int64_t rows = 0;
+    const float* z = be->matrix_input(i, &rows);
+    if (z) r.inputs.emplace_back(z, z + rows * m.layout()[i].cols());
+  }
+  r.bytes = be->memory_bytes();
+  return r;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("cuda recompute 1 and 2 give bitwise the results of recompute 0, with less memory", "[gpu][model][recompute]") {
+  GPU_TEST_REQUIRE_DEVICE();
+  struct Case {
+    ModelConfig cfg;
+    int B, T;
+  };
+  for (const Case& k : {Case{gpt2_cfg(0), 2, 64}, Case{gpt2_cfg(1), 2, 48}, Case{llama_cfg(0), 2, 64},
+                        Case{llama_cfg(1), 3, 40}}) {
+    INFO("arch " << k.cfg.arch << " C " << k.cfg.n_embd);
+    Model m(k.cfg);
+    RunResult r[3];
+    for (int rc = 0; rc <= 2; ++rc) {
+      BackendOptions o;
+      o.recompute = rc;
+      r[rc] = run_micro_steps(m, k.B, k.T, o);
+    }
+    for (int rc = 1; rc <= 2; ++rc) {
+      INFO("recompute " << rc);
+      CHECK(std::memcmp(&r[rc].loss, &r[0].loss, sizeof(double)) == 0);
+      CHECK(same_bits(r[rc].grads, r[0].grads));
+      REQUIRE(r[rc].inputs.size() == r[0].inputs.size());
+      for (size_t i = 0; i < r[0].inputs.size(); ++i) CHECK(same_bits(r[rc].inputs[i], r[0].inputs[i]));
+    }
+    // bf16 activations: L [N, H] MLP activations become one (1); 2L [N, C] norm outputs become one
+    // plus fp32 statistics scratch (mean for LayerNorm, rstd) of N rows (2). The dropped buffers
+    // are not allocated at all, so the difference is exact.
+    const size_t N = (size_t)k.B * k.T, L = k.cfg.n_layer;
+    CHECK(r[0].bytes - r[1].bytes == (L - 1) * N * k.cfg.intermediate_size * 2);
+    const size_t stats = (k.cfg.is_llama() ? 1 : 2) * N * sizeof(float);
+    CHECK(r[1].bytes - r[2].bytes == (2 * L - 1) * N * k.cfg.n_embd * 2 - stats);
+  }
+  // The cuBLASLt GELU epilogue cannot be recomputed bit for bit: refused, not silently different.
+  Model g(gpt2_cfg(0));
+  CudaBackendOptions fused;
+  fused.fuse_gelu = true;
+  fused.recompute = 1;
+  CHECK_THROWS_AS(CudaBackend(g, 1, 8, fused), InputError);
+}
+
+TEST_CASE("cuda stochastic rounding of the bf16 weights is keyed by (seed, step)", "[gpu][model][rounding]") {
+  GPU_TEST_REQUIRE_DEVICE();
+  Model m(gpt2_cfg(0));
+  const int B = 2, T = 32;
+  const auto p = test_params(m, 41, false);  // not bf16-exact: rounding matters
+  const Batch b = random_batch(B, T, m.config().vocab_size, 12);
+  auto loss_at = [&](Bf16Rounding rounding, uint64_t seed, int64_t step) {
+    BackendOptions o;
+    o.bf16_rounding = rounding;
+    o.seed = seed;
+    auto be = make_backend("cuda", m, B, T, o);
+    be->upload_params(p.data());
+    be->begin_step(step);
+    int64_t valid = 0;
+    const double l1 = be->forward(b.in.data(), b.tg.data(), B, T, &valid);
+    const double l2 = be->forward(b.in.data(), b.tg.data(), B, T, &valid);  // refresh again: same copy
+    CHECK(l1 == l2);
+    return l1;
+  };
+  const double s = loss_at(Bf16Rounding::stochastic, 7, 10);
+  CHECK(loss_at(Bf16Rounding::stochastic, 7, 10) == s);  // a fresh backend (a resumed run): same bits
+  CHECK(loss_at(Bf16Rounding::stochastic, 7, 11) != s);  // another step: another rounding
+  CHECK(loss_at(Bf16Rounding::stochastic, 8, 10) != s);  // another seed
+  const double nearest = loss_at(Bf16Rounding::nearest, 7, 10);
+  CHECK(loss_at(Bf16Rounding::nearest, 7, 11) == nearest);  // nearest ignores step and seed
+  CHECK(s != nearest);
+  // Both roundings keep the loss within bf16 noise of each other.
+  CHECK(std::fabs(s - nearest) <= 1e-2 * std::fabs(nearest));
+
+  // With stochastic rounding the backend's refresh is the only writer of the bf16 copy.
+  CudaBackendOptions so;
+  so.bf16_rounding = Bf16Rounding::stochastic;
+  CudaBackend sb(m, B, T, so);
+  CHECK_THROWS_AS(sb.bf16_params(), RuntimeError);
+  CudaBackend nb(m, B, T);
+  CHECK(nb.bf16_params() != nullptr);
+  CHECK(nb.peak_flops() >= 0.0);
+  CHECK(nb.memory_bytes() == nb.device_bytes());
 }

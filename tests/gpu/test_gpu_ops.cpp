@@ -498,3 +498,81 @@ TEST_CASE("gpu softmax cross-entropy (separate and fused in place) matches the C
     check_close("fused xent dlogits in place", from_dev_bf16(d_logits.data(), d_logits.size()), dlog_u, kBf16Tol);
   }
 }
+
+TEST_CASE("gpu stochastic bf16 rounding: unbiased per value, keyed by (seed, step) only", "[gpu][ops][cast]") {
+  GPU_TEST_REQUIRE_DEVICE();
+  // M values spread over magnitudes and signs, with discarded fractions from 0 to nearly 1; each
+  // is replicated K times (different indices: independent roundings within one call) and rounded
+  // again at S different steps (independent roundings over time).
+  const int M = 64, K = 2048, S = 128;
+  std::vector<float> vals(M);
+  llmtrain::Rng r(91);
+  for (int i = 0; i < M; ++i) {
+    const float base = (float)((i % 2 ? -1.0 : 1.0) * std::ldexp(1.0 + r.uniform(), (i % 13) - 6));
+    uint32_t u;
+    std::memcpy(&u, &base, 4);
+    u = (u & 0xFFFF0000u) | static_cast<uint32_t>((i * 1031) % 65536);  // fraction (i*1031 mod 2^16) / 2^16
+    std::memcpy(&vals[i], &u, 4);
+  }
+  auto neighbours_of = [](float x, float* lo, float* hi) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    *lo = bf2f(static_cast<uint16_t>(u >> 16));  // toward zero
+    *hi = (u & 0xFFFFu) ? bf2f(static_cast<uint16_t>((u >> 16) + 1)) : *lo;
+  };
+  // The tolerance: 6 standard deviations of a mean of n Bernoulli(f) roundings one ulp apart.
+  auto check_mean = [&](int i, double mean, int n) {
+    float lo, hi;
+    neighbours_of(vals[i], &lo, &hi);
+    const double ulp = std::fabs((double)hi - lo), f = std::fabs((double)vals[i] - lo) / (ulp > 0 ? ulp : 1.0);
+    const double tol = 6.0 * ulp * std::sqrt(f * (1.0 - f) / n) + 1e-3 * ulp;
+    INFO("value " << vals[i] << " fraction " << f << " mean " << mean << " n " << n);
+    CHECK(std::fabs(mean - vals[i]) <= tol);
+  };
+
+  // Within one call: K copies of each value.
+  const int64_t n = (int64_t)M * K;
+  std::vector<float> rep(n);
+  for (int64_t j = 0; j < n; ++j) rep[j] = vals[j % M];
+  auto d_rep = to_dev_f32(rep);
+  DeviceBuffer<bf16> d_out(n);
+  cu::cast_f32_to_bf16_stochastic(d_out.data(), d_rep.data(), n, 1337, 1, kStream);
+  const auto once = from_dev_bf16(d_out.data(), n);
+  std::vector<double> sum(M, 0.0);
+  bool neighbours = true;
+  for (int64_t j = 0; j < n; ++j) {
+    float lo, hi;
+    neighbours_of(rep[j], &lo, &hi);
+    neighbours &= once[j] == lo || once[j] == hi;
+    sum[j % M] += once[j];
+  }
+  CHECK(neighbours);
+  for (int i = 0; i < M; ++i) check_mean(i, sum[i] / K, K);
+
+  // Over steps: the same M values at S steps.
+  auto d_vals = to_dev_f32(vals);
+  DeviceBuffer<bf16> d_v(M);
+  std::fill(sum.begin(), sum.end(), 0.0);
+  std::vector<float> step1;
+  for (int s = 1; s <= S; ++s) {
+    cu::cast_f32_to_bf16_stochastic(d_v.data(), d_vals.data(), M, 1337, (uint64_t)s, kStream);
+    const auto h = from_dev_bf16(d_v.data(), M);
+    if (s == 1) step1 = h;
+    for (int i = 0; i < M; ++i) sum[i] += h[i];
+  }
+  for (int i = 0; i < M; ++i) check_mean(i, sum[i] / S, S);
+
+  // Same (seed, step) -> same bits; another step or another seed -> other bits somewhere.
+  cu::cast_f32_to_bf16_stochastic(d_out.data(), d_rep.data(), n, 1337, 1, kStream);
+  CHECK(from_dev_bf16(d_out.data(), n) == once);
+  cu::cast_f32_to_bf16_stochastic(d_out.data(), d_rep.data(), n, 1337, 2, kStream);
+  CHECK(from_dev_bf16(d_out.data(), n) != once);
+  cu::cast_f32_to_bf16_stochastic(d_out.data(), d_rep.data(), n, 1338, 1, kStream);
+  CHECK(from_dev_bf16(d_out.data(), n) != once);
+  // Values exactly representable in bf16 never move, and inf/nan pass through.
+  std::vector<float> exact = {0.0f, -0.0f, 1.0f, -2.5f, bf2f(0x7F7F), INFINITY, -INFINITY};
+  auto d_exact = to_dev_f32(exact);
+  DeviceBuffer<bf16> d_e(exact.size());
+  cu::cast_f32_to_bf16_stochastic(d_e.data(), d_exact.data(), (int64_t)exact.size(), 5, 9, kStream);
+  CHECK(from_dev_bf16(d_e.data(), exact.size()) == exact);
+}
