@@ -13,6 +13,7 @@
 #include "llmtrain/error.h"
 #include "llmtrain/model.h"
 #include "llmtrain/rng.h"
+#include "test_util.h"
 
 using namespace llmtrain;
 using Catch::Matchers::Contains;
@@ -43,26 +44,7 @@ class RecordingComm final : public Communicator {
   void wait_all_reduces() override { ++waits; }
 };
 
-ModelConfig tiny(const std::string& arch, int layers) {
-  ModelConfig c;
-  c.arch = arch;
-  c.n_layer = layers;
-  c.n_embd = 16;
-  c.n_head = 4;
-  c.vocab_size = 50;
-  c.padded_vocab_size = 64;
-  c.max_seq_len = 8;
-  if (arch == "llama") {
-    c.n_kv_head = 2;
-    c.intermediate_size = 24;
-    c.bias = false;
-    c.tie_embeddings = false;
-    c.norm_eps = 1e-6f;
-  } else {
-    c.intermediate_size = 64;
-  }
-  return c;
-}
+ModelConfig tiny(const std::string& arch, int layers) { return test::tiny_model(arch, layers); }
 
 void random_batch(std::vector<int32_t>& in, std::vector<int32_t>& tg, int n, int V) {
   Rng r(5);

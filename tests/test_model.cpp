@@ -11,31 +11,13 @@
 #include "llmtrain/error.h"
 #include "llmtrain/model.h"
 #include "llmtrain/rng.h"
+#include "test_util.h"
 
 using namespace llmtrain;
 
 namespace {
 
-ModelConfig tiny(const std::string& arch) {
-  ModelConfig c;
-  c.arch = arch;
-  c.n_layer = 2;
-  c.n_embd = 16;
-  c.n_head = 4;
-  c.vocab_size = 50;
-  c.padded_vocab_size = 64;
-  c.max_seq_len = 8;
-  if (arch == "llama") {
-    c.n_kv_head = 2;
-    c.intermediate_size = 24;
-    c.bias = false;
-    c.tie_embeddings = false;
-    c.norm_eps = 1e-6f;
-  } else {
-    c.intermediate_size = 64;
-  }
-  return c;
-}
+ModelConfig tiny(const std::string& arch) { return test::tiny_model(arch); }
 
 struct Batch {
   std::vector<int32_t> in, tg;

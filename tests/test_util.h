@@ -6,7 +6,32 @@
 #include <stdexcept>
 #include <string>
 
+#include "llmtrain/config.h"
+
 namespace llmtrain::test {
+
+// A tiny GPT-2 or LLaMA (C=16, 4 heads, vocabulary 50 padded to 64, T<=8; LLaMA with 2 KV heads and
+// an untied head) that finite differences and whole-model checks can afford.
+inline ModelConfig tiny_model(const std::string& arch, int n_layer = 2) {
+  ModelConfig c;
+  c.arch = arch;
+  c.n_layer = n_layer;
+  c.n_embd = 16;
+  c.n_head = 4;
+  c.vocab_size = 50;
+  c.padded_vocab_size = 64;
+  c.max_seq_len = 8;
+  if (arch == "llama") {
+    c.n_kv_head = 2;
+    c.intermediate_size = 24;
+    c.bias = false;
+    c.tie_embeddings = false;
+    c.norm_eps = 1e-6f;
+  } else {
+    c.intermediate_size = 64;
+  }
+  return c;
+}
 
 // A fresh directory under /tmp (named after `tag`), removed with everything in it at scope exit.
 struct TempDir {
