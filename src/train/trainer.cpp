@@ -307,7 +307,8 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
              {"step_ms", step_s * 1e3},
              {"optim_ms", optim_s * 1e3}};
     // MFU only where the backend knows a nominal peak (not the CPU); memory always.
-    const double step_mfu = mfu(model.flops_per_token(T), (double)batch_tokens, step_s, backend->peak_flops());
+    // Per device: each of the `world` ranks computed batch_tokens / world of the step's tokens.
+    const double step_mfu = mfu(model.flops_per_token(T), (double)batch_tokens / world, step_s, backend->peak_flops());
     if (backend->peak_flops() > 0) rec["mfu"] = step_mfu;
     rec["memory_bytes"] = backend->memory_bytes();
     if (cfg.run.diagnostics_every > 0 && step % cfg.run.diagnostics_every == 0) {
