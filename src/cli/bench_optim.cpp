@@ -67,11 +67,18 @@ Command add_bench_optim_command(CLI::App* bench) {
             if (o->device == "cuda") throw InputError("bench optim --device cuda: this build has no CUDA");
 #endif
             std::vector<OptimBenchRow> rows;
+            OptimBenchPeaks peaks;
 #if defined(LLMTRAIN_HAVE_CUDA)
-            if (gpu) rows = bench_optimizers_cuda(bo);
+            if (gpu) {
+              peaks = measure_peaks_cuda();
+              rows = bench_optimizers_cuda(bo);
+            }
 #endif
-            if (!gpu) rows = bench_optimizers_cpu(bo);
-            std::cout << optim_bench_markdown(rows);
+            if (!gpu) {
+              peaks = measure_peaks_cpu();
+              rows = bench_optimizers_cpu(bo);
+            }
+            std::cout << optim_bench_markdown(rows, peaks);
             if (!o->json_out.empty()) {
               nlohmann::json j = nlohmann::json::array();
               for (const auto& r : rows)
@@ -84,10 +91,17 @@ Command add_bench_optim_command(CLI::App* bench) {
                              {"precond_work", r.precond_work},
                              {"step_ms", r.step_ms},
                              {"step_bytes", r.step_bytes},
-                             {"peak_mib", r.peak_mib}});
+                             {"peak_mib", r.peak_mib},
+                             {"precond_floor_ms", precond_floor_ms(r, peaks)},
+                             {"step_floor_ms", step_floor_ms(r, peaks)}});
+              nlohmann::json doc{{"device", peaks.device},
+                                 {"peaks", {{"gemm_tflops", peaks.gemm_flops / 1e12},
+                                            {"copy_gbps", peaks.copy_bytes_per_s / 1e9},
+                                            {"how", peaks.how}}},
+                                 {"rows", j}};
               std::ofstream f(o->json_out);
               if (!f) throw InputError("bench optim --json: cannot write " + o->json_out);
-              f << j.dump(2) << "\n";
+              f << doc.dump(2) << "\n";
             }
             return 0;
           }};

@@ -3,12 +3,23 @@
 // step and of the preconditioning alone (DeviceMatrixOptimizer::bench_precondition), and the device
 // memory in use after the timed steps (cudaMemGetInfo), which is the peak: the optimizers allocate
 // only at creation and on their first step.
+#include "cuda/bench.h"
 #include "cuda/device.h"
 #include "cuda/optim_common.h"
 #include "llmtrain/model.h"
 #include "optim/bench_optim.h"
 
 namespace llmtrain {
+
+OptimBenchPeaks measure_peaks_cuda() {
+  OptimBenchPeaks p;
+  p.device = cuda::device_info().name;
+  // The same two ceilings as `llmtrain bench gpu`: a large bf16 GEMM and a 1 GiB device copy.
+  p.gemm_flops = cuda::bench_gemm_bf16_tflops(8192, 8192, 8192, 10) * 1e12;
+  p.copy_bytes_per_s = cuda::bench_copy_gbps((size_t)1 << 30, 20) * 1e9;
+  p.how = "cuBLASLt bf16 GEMM 8192^3 and cudaMemcpy device-to-device of 1 GiB, medians";
+  return p;
+}
 
 std::vector<OptimBenchRow> bench_optimizers_cuda(const OptimBenchOptions& o) {
   using namespace cuda;

@@ -40,8 +40,25 @@ std::vector<OptimBenchRow> bench_optimizers_cpu(const OptimBenchOptions& o);
 // CUDA builds only (src/cuda/optim_bench.cpp).
 std::vector<OptimBenchRow> bench_optimizers_cuda(const OptimBenchOptions& o);
 
-// Markdown table with achieved TFLOP/s (Newton-Schulz) and GB/s (RMNP, AdamW) and the RMNP-vs-Muon
-// speedups of the same model.
-std::string optim_bench_markdown(const std::vector<OptimBenchRow>& rows);
+// The ceilings the rows are judged against, measured on the same device in the same run: dense
+// GEMM FLOP/s (what Newton-Schulz runs on: cuBLASLt bf16 on the GPU, our fp32 GEMM on the CPU)
+// and copy bandwidth (bytes read + written per second: what RMNP and AdamW are bound by).
+struct OptimBenchPeaks {
+  std::string device;
+  double gemm_flops = 0;
+  double copy_bytes_per_s = 0;
+  std::string how;  // what was measured, for the report
+};
+OptimBenchPeaks measure_peaks_cpu();
+OptimBenchPeaks measure_peaks_cuda();  // CUDA builds only
+
+// The fewest milliseconds a row's preconditioning / whole step can take at those peaks (work /
+// ceiling; the step of a Newton-Schulz method adds its FLOPs to its bytes); < 0 when not defined.
+double precond_floor_ms(const OptimBenchRow& r, const OptimBenchPeaks& p);
+double step_floor_ms(const OptimBenchRow& r, const OptimBenchPeaks& p);
+
+// Markdown: the measured peaks, then a table with achieved TFLOP/s (Newton-Schulz) and GB/s (RMNP,
+// AdamW), each time against its floor (x floor), and the RMNP-vs-Muon speedups of the same model.
+std::string optim_bench_markdown(const std::vector<OptimBenchRow>& rows, const OptimBenchPeaks& peaks);
 
 }  // namespace llmtrain
