@@ -446,6 +446,9 @@ void cp_async16(void* dst, const void* src, int src_bytes) {
   if ((reinterpret_cast<uintptr_t>(dst) & 15) || (reinterpret_cast<uintptr_t>(src) & 15) || !in_smem(dst, 16) ||
       src_bytes < 0 || src_bytes > 16)
     fail(where(f) + ": cp.async needs 16-byte aligned addresses, a shared destination and src_bytes in [0, 16]");
+  // In flight until its wait: readers of the destination before then (a missing wait, or a
+  // missing __syncthreads before the buffer is refilled) see NaN / 0xFF bytes.
+  std::memset(dst, 0xFF, 16);
   f.copies.push_back({dst, src, src_bytes, -1});
 }
 
