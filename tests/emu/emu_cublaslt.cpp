@@ -35,10 +35,12 @@ struct Desc {
   cublasOperation_t opA = CUBLAS_OP_N, opB = CUBLAS_OP_N;
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   const void* bias = nullptr;
-  cudaDataType bias_type = static_cast<cudaDataType>(-1);  // default: the type of D
+  bool bias_type_set = false;  // default: the type of D
+  cudaDataType bias_type = CUDA_R_32F;
   void* aux = nullptr;
   int64_t aux_ld = 0;
-  cudaDataType aux_type = static_cast<cudaDataType>(-1);
+  bool aux_type_set = false;
+  cudaDataType aux_type = CUDA_R_32F;
   cublasLtPointerMode_t pointer_mode = CUBLASLT_POINTER_MODE_HOST;
 };
 struct Pref {
@@ -185,10 +187,10 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
     case CUBLASLT_MATMUL_DESC_TRANSB: return get(x->opB);
     case CUBLASLT_MATMUL_DESC_EPILOGUE: return get(x->epilogue);
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return get(x->bias);
-    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return get(x->bias_type);
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: x->bias_type_set = true; return get(x->bias_type);
     case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: return get(x->aux);
     case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: return get(x->aux_ld);
-    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE: return get(x->aux_type);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE: x->aux_type_set = true; return get(x->aux_type);
     case CUBLASLT_MATMUL_DESC_POINTER_MODE: return get(x->pointer_mode);
     default: return complain("matmul desc attribute not emulated");
   }
@@ -273,8 +275,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
         return complain("a matrix pointer is less aligned than the preference the algo was chosen under");
   }
   const float alpha = *static_cast<const float*>(alpha_p), beta = *static_cast<const float*>(beta_p);
-  const cudaDataType bias_type = static_cast<int>(dx.bias_type) == -1 ? ld.type : dx.bias_type;
-  const cudaDataType aux_type = static_cast<int>(dx.aux_type) == -1 ? ld.type : dx.aux_type;
+  const cudaDataType bias_type = dx.bias_type_set ? dx.bias_type : ld.type;
+  const cudaDataType aux_type = dx.aux_type_set ? dx.aux_type : ld.type;
   const bool ta = dx.opA == CUBLAS_OP_T, tb = dx.opB == CUBLAS_OP_T;
   for (int32_t bt = 0; bt < ld.batch; ++bt) {
     const size_t oa = static_cast<size_t>(bt * la.stride), ob = static_cast<size_t>(bt * lb.stride);
