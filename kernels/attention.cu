@@ -39,39 +39,71 @@ constexpr float kLn2 = 0.6931471805599453f;
 // ================================ kernels ================================
 
 // ---- PTX wrappers ----
+// Under LLMTRAIN_CUDA_EMU (tests/emu: the kernels compiled by g++ for the CPU emulator) each
+// wrapper calls the emulator's implementation of the same instruction instead of inline PTX.
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+#if defined(LLMTRAIN_CUDA_EMU)
+  ::emu::cp_async16(smem, gmem, src_bytes);
+#else
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "r"(src_bytes));
+#endif
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(LLMTRAIN_CUDA_EMU)
+  ::emu::cp_async_commit();
+#else
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
+#if defined(LLMTRAIN_CUDA_EMU)
+  ::emu::cp_async_wait(N);
+#else
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
 }
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) {
+#if defined(LLMTRAIN_CUDA_EMU)
+  ::emu::ldmatrix_x4(r, p, false);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
+#endif
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
+#if defined(LLMTRAIN_CUDA_EMU)
+  ::emu::ldmatrix_x4(r, p, true);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
+#endif
 }
 // D += A(16x16, row) * B(16x8, col), bf16 in, fp32 accumulate.
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(LLMTRAIN_CUDA_EMU)
+  ::emu::mma_m16n8k16_bf16(d, a, b0, b1);
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
 }
 __device__ __forceinline__ float ex2(float x) {
+#if defined(LLMTRAIN_CUDA_EMU)
+  return ::emu::ex2_approx_ftz(x);
+#else
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+#endif
 }
 // Two floats -> one register of two bf16, the lower column in the low half (mma operand order).
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -26,6 +27,16 @@ using llmtrain::cuda::DeviceBuffer;
 // differ from the CPU only in summation order.
 constexpr double kBf16Tol = 1e-2;
 constexpr double kF32Tol = 1e-5;
+
+// Under the CPU emulator (tests/emu, LLMTRAIN_CUDA_EMU) the largest shapes take minutes; they are
+// left out there unless LLMTRAIN_EMU_FULL=1. On a GPU every shape always runs.
+inline bool reduced_shapes() {
+#if defined(LLMTRAIN_CUDA_EMU)
+  return std::getenv("LLMTRAIN_EMU_FULL") == nullptr;
+#else
+  return false;
+#endif
+}
 
 inline bool have_gpu() {
   int n = 0;

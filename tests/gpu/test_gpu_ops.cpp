@@ -301,7 +301,7 @@ TEST_CASE("gpu flash attention matches the CPU at T = 64, 1024, 2048 for head si
   for (int HS : {64, 128}) {
     attention_case(2, 64, 4, 4, HS, true, false, 100 + HS);
     attention_case(2, 1024, 4, 2, HS, true, false, 200 + HS);
-    attention_case(1, 2048, 2, 1, HS, true, false, 300 + HS);
+    if (!reduced_shapes()) attention_case(1, 2048, 2, 1, HS, true, false, 300 + HS);
   }
 }
 

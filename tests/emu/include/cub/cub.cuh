@@ -1,0 +1,3 @@
+// Shadow of <cub/cub.cuh> for the CPU emulator: only what llmtrain uses (see device/).
+#pragma once
+#include "device/device_radix_sort.cuh"
