@@ -258,13 +258,18 @@ Batch pattern_batch(int B, int T, uint64_t seed) {
 
 // The same host-side AdamW loop over any backend (through download/upload), so both backends see
 // identical optimizer arithmetic; returns the loss per step.
-std::vector<double> train_curve(Backend& be, const Model& m, int steps, int B, int T) {
+// Adam on the host (fp32 masters). The weights handed to the backend each step are rounded to
+// bf16 when `bf16_weights`: that is what the CUDA backend computes with, so the CPU run with
+// rounded weights is the fair reference for it.
+std::vector<double> train_curve(Backend& be, const Model& m, int steps, int B, int T, bool bf16_weights) {
   std::vector<float> w(m.num_params()), g(m.num_params()), mo(m.num_params(), 0.0f), ve(m.num_params(), 0.0f);
+  std::vector<float> up(m.num_params());
   m.init_params(w.data(), 99);
-  be.upload_params(w.data());
-  const float lr = 3e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f;
+  const float lr = 1e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f;
   std::vector<double> losses;
   for (int s = 1; s <= steps; ++s) {
+    for (size_t i = 0; i < w.size(); ++i) up[i] = bf16_weights ? round_bf16(w[i]) : w[i];
+    be.upload_params(up.data());
     const Batch b = pattern_batch(B, T, 1000 + s);
     be.zero_grad();
     int64_t valid = 0;
@@ -278,13 +283,17 @@ std::vector<double> train_curve(Backend& be, const Model& m, int steps, int B, i
       ve[i] = b2 * ve[i] + (1 - b2) * g[i] * g[i];
       w[i] -= lr * (mo[i] / c1) / (std::sqrt(ve[i] / c2) + eps);
     }
-    be.upload_params(w.data());
   }
   return losses;
 }
 
 }  // namespace
 
+// The learning rate matters. At lr 3e-3 this tiny model learns the pattern in a burst (with a loss
+// spike around step 10) whose timing is chaotic: rounding the weights to bf16 alone moves the CPU
+// curve by up to 11% there, so no bf16 backend could follow the fp32 curve within a few percent.
+// At lr 1e-3 training is smooth, and under the CPU emulator (tests/emu) the CUDA curve matched the
+// bf16-weight CPU curve to 2e-4 relative at every one of 30 steps.
 TEST_CASE("a short training run on the cuda backend follows the cpu loss curve", "[gpu][model][train]") {
   GPU_TEST_REQUIRE_DEVICE();
   for (const ModelConfig& cfg : {gpt2_cfg(0), llama_cfg(0)}) {
@@ -293,11 +302,11 @@ TEST_CASE("a short training run on the cuda backend follows the cpu loss curve",
     const int B = 4, T = 64, steps = 40;
     auto gpu = make_backend("cuda", m, B, T);
     auto ref = make_cpu_backend(m, B, T);
-    const auto lg = train_curve(*gpu, m, steps, B, T);
-    const auto lr = train_curve(*ref, m, steps, B, T);
+    const auto lg = train_curve(*gpu, m, steps, B, T, false);
+    const auto lr = train_curve(*ref, m, steps, B, T, true);
     for (int s = 0; s < steps; ++s) {
       INFO("step " << s + 1 << ": cuda " << lg[s] << " cpu " << lr[s]);
-      CHECK(std::fabs(lg[s] - lr[s]) <= 3e-2 * lr[s]);
+      CHECK(std::fabs(lg[s] - lr[s]) <= 1e-2 * lr[s]);
     }
     // Both learn (at least the 97-token unigram, ln 97 = 4.6 from ln V = 6.9).
     CHECK(lr.back() < 0.75 * lr.front());
