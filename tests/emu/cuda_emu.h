@@ -182,26 +182,18 @@ inline void __stcs(T* p, T v) {
 // Only the emulated PTX wrappers take shared addresses, and they are given the generic pointer.
 inline size_t __cvta_generic_to_shared(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
-inline unsigned __float_as_uint(float f) {
-  unsigned u;
-  std::memcpy(&u, &f, 4);
-  return u;
+// The bit reinterpretations, one memcpy each (no aliasing tricks).
+template <typename To, typename From>
+inline To emu_bit_cast(From x) {
+  static_assert(sizeof(To) == sizeof(From), "emu_bit_cast: sizes differ");
+  To y;
+  std::memcpy(&y, &x, sizeof y);
+  return y;
 }
-inline float __uint_as_float(unsigned u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline int __float_as_int(float f) {
-  int u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float __int_as_float(int u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+inline unsigned __float_as_uint(float f) { return emu_bit_cast<unsigned>(f); }
+inline float __uint_as_float(unsigned u) { return emu_bit_cast<float>(u); }
+inline int __float_as_int(float f) { return emu_bit_cast<int>(f); }
+inline float __int_as_float(int u) { return emu_bit_cast<float>(u); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
