@@ -432,3 +432,50 @@ TEST_CASE("cuda stochastic rounding of the bf16 weights is keyed by (seed, step)
   CHECK(nb.peak_flops() >= 0.0);
   CHECK(nb.memory_bytes() == nb.device_bytes());
 }
+
+// The overlapped data-parallel reduction relies on the backend's reports (Backend::set_grad_ready):
+// head, blocks L-1..0, embeddings, contiguous and descending, and the reporting must not change
+// the gradients. The CUDA backend reports a range once its kernels are queued; this checks the
+// ranges and that a device copy of the reported range taken in the hook (queued on the backend's
+// stream, like an NCCL bucket) sees the final gradients.
+TEST_CASE("cuda backend reports gradient ranges for the overlapped all-reduce", "[gpu][model][reducer]") {
+  GPU_TEST_REQUIRE_DEVICE();
+  for (const ModelConfig& cfg : {gpt2_cfg(0), llama_cfg(0)}) {
+    INFO("arch " << cfg.arch);
+    Model m(cfg);
+    const int B = 2, T = 64, L = cfg.n_layer;
+    auto gpu = make_backend("cuda", m, B, T);
+    const auto p = test_params(m, 23, true);
+    gpu->upload_params(p.data());
+    const Batch b = random_batch(B, T, cfg.vocab_size, 9);
+    int64_t valid = 0;
+    auto run = [&] {
+      gpu->zero_grad();
+      gpu->forward(b.in.data(), b.tg.data(), B, T, &valid);
+      gpu->backward(1.0f / (float)valid);
+    };
+    run();
+    std::vector<float> ref(m.num_params());
+    gpu->download_grads(ref.data());
+
+    std::vector<std::pair<size_t, size_t>> reports;
+    auto snapshot = gpu->alloc_floats(m.num_params());
+    gpu->set_grad_ready([&](size_t o, size_t n) {
+      reports.push_back({o, n});
+      gpu->copy_floats(snapshot.get() + o, gpu->grads() + o, n);
+    });
+    run();
+    gpu->set_grad_ready(nullptr);
+    REQUIRE(reports.size() == (size_t)L + 2);
+    CHECK(reports.front() == std::make_pair(m.block_begin(L), m.num_params() - m.block_begin(L)));
+    for (int l = L - 1; l >= 0; --l)
+      CHECK(reports[(size_t)(L - l)] == std::make_pair(m.block_begin(l), m.block_begin(l + 1) - m.block_begin(l)));
+    CHECK(reports.back() == std::make_pair((size_t)0, m.block_begin(0)));
+    std::vector<float> got(m.num_params()), snap(m.num_params());
+    gpu->download_grads(got.data());
+    CHECK(std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)) == 0);
+    REQUIRE(cudaMemcpy(snap.data(), snapshot.get(), snap.size() * sizeof(float), cudaMemcpyDeviceToHost) ==
+            cudaSuccess);
+    CHECK(std::memcmp(snap.data(), ref.data(), snap.size() * sizeof(float)) == 0);
+  }
+}
