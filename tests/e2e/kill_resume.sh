@@ -54,15 +54,24 @@ run_case gpt2 '{"type": "lowrank_muon", "lr": 0.02, "rank": 4, "full_threshold":
 run_case gpt2 '{"type": "polargrad", "lr": 0.01}'
 run_case llama '{"type": "newton_muon", "lr": 0.02, "refresh_every": 3}'
 
-# Random kills with a checkpoint every step: after each, the latest checkpoint must load.
+# Random kills with a checkpoint every step: after each, the latest checkpoint must load. Each
+# attempt first waits (up to 120 s) until the run has committed a new checkpoint, so the kills land
+# at random points of later steps however loaded the machine is (a fixed delay could kill every
+# attempt before its first step on a busy CI machine).
 C="$WORK/gpt2.json"  # the plain AdamW config of the first case
 R="$WORK/chaos"
 for i in 1 2 3 4 5 6; do
+  before="$(cat "$R/ckpt/latest" 2>/dev/null || true)"
   "$LLMTRAIN" train "$C" --set run.dir=\"$R\" --set run.checkpoint_every=1 --set run.steps=400 --resume auto \
     > "$WORK/chaos_$i.log" 2>&1 &
   pid=$!
-  sleep "0.$(( (RANDOM % 9) + 1 ))$(( RANDOM % 10 ))"
-  sleep 0.3
+  for _ in $(seq 1200); do
+    now="$(cat "$R/ckpt/latest" 2>/dev/null || true)"
+    [ -n "$now" ] && [ "$now" != "$before" ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep "0.$(( RANDOM % 10 ))$(( RANDOM % 10 ))"
   kill -9 $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
   if [ -f "$R/ckpt/latest" ]; then
