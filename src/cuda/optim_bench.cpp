@@ -28,13 +28,9 @@ std::vector<OptimBenchRow> bench_optimizers_cuda(const OptimBenchOptions& o) {
   const std::string dev_name = device_info().name;
   for (const std::string& name : o.models) {
     const Model model(bench_model_config(name));
-    std::vector<const ParamInfo*> mats;
+    const std::vector<const ParamInfo*> mats = bench_matrices(model);
     size_t total = 0;
-    for (const ParamInfo& p : model.layout().params())
-      if (p.role == ParamRole::hidden_matrix) {
-        mats.push_back(&p);
-        total += pad4(p.numel);
-      }
+    for (const ParamInfo* p : mats) total += pad4(p->numel);
     OPT_CUDA(cudaDeviceSynchronize());
     size_t free0 = 0, totalmem = 0;
     OPT_CUDA(cudaMemGetInfo(&free0, &totalmem));

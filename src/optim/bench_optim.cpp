@@ -89,18 +89,21 @@ std::string fmt(double x, int prec) {
 
 }  // namespace
 
+std::vector<const ParamInfo*> bench_matrices(const Model& model) {
+  std::vector<const ParamInfo*> mats;
+  for (const ParamInfo& p : model.layout().params())
+    if (p.role == ParamRole::hidden_matrix) mats.push_back(&p);
+  return mats;
+}
+
 std::vector<OptimBenchRow> bench_optimizers_cpu(const OptimBenchOptions& o) {
   using clock = std::chrono::steady_clock;
   std::vector<OptimBenchRow> rows;
   for (const std::string& name : o.models) {
     const Model model(bench_model_config(name));
-    std::vector<const ParamInfo*> mats;
+    const std::vector<const ParamInfo*> mats = bench_matrices(model);
     size_t total = 0;
-    for (const ParamInfo& p : model.layout().params())
-      if (p.role == ParamRole::hidden_matrix) {
-        mats.push_back(&p);
-        total += p.numel;
-      }
+    for (const ParamInfo* p : mats) total += p->numel;
     std::vector<float> w(total), g(total);
     Rng rng(o.seed);
     for (size_t i = 0; i < total; ++i) {

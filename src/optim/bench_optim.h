@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "llmtrain/config.h"
+#include "llmtrain/model.h"
 
 namespace llmtrain {
 
@@ -35,6 +36,9 @@ struct OptimBenchRow {
 std::vector<std::string> expand_bench_models(const std::vector<std::string>& names);
 // The ModelConfig of a preset with the derived sizes filled in as config loading does.
 ModelConfig bench_model_config(const std::string& preset);
+
+// The tensors a bench step updates: the model's hidden matrices, in layout order.
+std::vector<const ParamInfo*> bench_matrices(const Model& model);
 
 std::vector<OptimBenchRow> bench_optimizers_cpu(const OptimBenchOptions& o);
 // CUDA builds only (src/cuda/optim_bench.cpp).
