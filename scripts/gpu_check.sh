@@ -172,6 +172,11 @@ STAGE_TIMEOUT=120 stage "bench gpu (GEMM, copy, kernels)" "$OUT/bench_gpu.txt" "
 # The RMNP paper's Table 4 sizes: preconditioning and optimizer-step time, GB/s and TFLOP/s.
 STAGE_TIMEOUT=300 stage "bench optim (table4: muon, rmnp, adamw)" "$OUT/bench_optim.txt" \
   "$LLMTRAIN" bench optim --model table4 --optimizer muon,rmnp,adamw --steps 20 --warmup 3 --json "$OUT/bench_optim.json"
+# Muon's Newton-Schulz with the symmetric split against the unsplit GEMMs, per size: the measurement
+# that decides the default of "ns_symmetric" (docs/optimizers.md).
+STAGE_TIMEOUT=300 stage "bench optim (table4: muon, ns_symmetric off vs on)" "$OUT/bench_optim_sym.txt" \
+  "$LLMTRAIN" bench optim --model table4 --optimizer muon --ns-symmetric both --steps 20 --warmup 3 \
+  --json "$OUT/bench_optim_sym.json"
 
 bench_fb() {  # name config [extra --set ...]
   local name="$1" cfg="$2"
@@ -272,6 +277,10 @@ EOF
   echo "## Optimizer step (bench optim --model table4)"
   echo
   cat "$OUT/bench_optim.txt" 2>/dev/null
+  echo
+  echo "## Symmetric Newton-Schulz split (bench optim --ns-symmetric both)"
+  echo
+  cat "$OUT/bench_optim_sym.txt" 2>/dev/null
   echo
   echo "## GPU microbenchmarks"
   echo

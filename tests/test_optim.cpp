@@ -650,9 +650,23 @@ TEST_CASE("optimizer config validation names the key", "[optim]") {
   CHECK(has(input_error({{"matrix", {{"type", "newton_muon"}, {"refresh_every", 0}}}}),
             "optimizer.matrix.refresh_every"));
   CHECK(has(input_error({{"matrix", {{"type", "polargrad"}, {"polar", "svd"}}}}), "optimizer.matrix.polar"));
+  CHECK(has(input_error({{"matrix", {{"type", "muon"}, {"ns_symmetric", "yes"}}}}), "optimizer.matrix.ns_symmetric"));
+  CHECK(has(input_error({{"matrix", {{"type", "rmnp"}, {"ns_symmetric", true}}}}),
+            "optimizer.matrix.ns_symmetric: unknown key"));
   CHECK(has(input_error(json::array()), "cfg.json: optimizer"));
 
   // valid configs: defaults filled in, type-specific options kept
+  // ns_symmetric: false unless set, for every Newton-Schulz type (a GPU layout; the CPU accepts it).
+  for (const char* t : {"muon", "lowrank_muon", "newton_muon", "polargrad"}) {
+    INFO(t);
+    for (const bool on : {false, true}) {
+      json m{{"type", t}};
+      if (on) m["ns_symmetric"] = true;
+      const auto g = parse_optimizer_config(json{{"matrix", m}}, Schedule{}, "cfg.json");
+      for (const auto& x : g)
+        if (x.name == "matrix") CHECK(x.options.at("ns_symmetric") == on);
+    }
+  }
   auto gs = parse_optimizer_config(json::object(), Schedule{}, "cfg.json");
   REQUIRE(gs.size() == 1);
   CHECK(gs[0].name == "adamw");

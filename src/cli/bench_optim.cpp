@@ -21,7 +21,7 @@ Command add_bench_optim_command(CLI::App* bench) {
     std::vector<std::string> models{"gpt2-124m"};
     std::vector<std::string> optimizers{"muon", "rmnp", "adamw"};
     int steps = 100, warmup = 3;
-    std::string device = "auto", json_out;
+    std::string device = "auto", json_out, ns_symmetric = "off";
     uint64_t seed = 1234;
   };
   auto o = std::make_shared<Opts>();
@@ -34,6 +34,7 @@ Command add_bench_optim_command(CLI::App* bench) {
       "Examples:\n"
       "  llmtrain bench optim --model gpt2-125m,gpt2-355m --optimizer muon,rmnp,adamw --steps 100\n"
       "  llmtrain bench optim --model table4\n"
+      "  llmtrain bench optim --model table4 --optimizer muon --ns-symmetric both\n"
       "  llmtrain bench optim --model gpt2-tiny --steps 3 --device cpu");
   sub->add_option("--model", o->models, "Model presets, comma-separated (gpt2-125m ... gpt2-1.5b, table4)")
       ->delimiter(',');
@@ -42,6 +43,9 @@ Command add_bench_optim_command(CLI::App* bench) {
   sub->add_option("--warmup", o->warmup, "Untimed warm-up steps")->check(CLI::NonNegativeNumber);
   sub->add_option("--device", o->device, "auto (GPU when visible), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  sub->add_option("--ns-symmetric", o->ns_symmetric,
+                  "GPU Newton-Schulz layout of the Muon family: off (unsplit), on (symmetric split), both")
+      ->check(CLI::IsMember({"off", "on", "both"}));
   sub->add_option("--seed", o->seed, "Seed of the random weights and gradients");
   sub->add_option("--json", o->json_out, "Also write the rows to this JSON file");
   return {sub, [o]() {
@@ -54,6 +58,7 @@ Command add_bench_optim_command(CLI::App* bench) {
             bo.steps = o->steps;
             bo.warmup = o->warmup;
             bo.seed = o->seed;
+            bo.ns_symmetric = o->ns_symmetric;
             bool gpu = false;
 #if defined(LLMTRAIN_HAVE_CUDA)
             int n = 0;
@@ -75,6 +80,10 @@ Command add_bench_optim_command(CLI::App* bench) {
             }
 #endif
             if (!gpu) {
+              if (o->ns_symmetric != "off")
+                throw InputError("bench optim --ns-symmetric " + o->ns_symmetric +
+                                 ": the symmetric Newton-Schulz split is a GPU GEMM layout; the CPU optimizers "
+                                 "have only the unsplit one (use --device cuda on a GPU build)");
               peaks = measure_peaks_cpu();
               rows = bench_optimizers_cpu(bo);
             }
@@ -84,6 +93,7 @@ Command add_bench_optim_command(CLI::App* bench) {
               for (const auto& r : rows)
                 j.push_back({{"model", r.model},
                              {"optimizer", r.optimizer},
+                             {"ns_symmetric", r.ns_symmetric},
                              {"device", r.device},
                              {"params", r.params},
                              {"matrices", r.matrices},

@@ -45,6 +45,9 @@ Loaded load_for_inference(const std::string& arg, const std::string& backend_nam
   L.cfg = config_from_json(j, L.dir + "/state.json");
   if (!backend_name.empty()) L.cfg.run.backend = backend_name;
   L.model = std::make_unique<Model>(L.cfg.model);
+  // Default backend options on purpose: nearest rounding of the uploaded weights makes evaluation
+  // deterministic (the run's stochastic rounding is keyed by training steps, which eval has none
+  // of), and recomputation only matters for backward.
   L.backend = make_backend(L.cfg.run.backend, *L.model, B > 0 ? B : L.cfg.data.micro_batch,
                            T > 0 ? T : L.cfg.data.seq_len);
   std::vector<float> host(L.model->num_params());

@@ -3,6 +3,10 @@
 // step and of the preconditioning alone (DeviceMatrixOptimizer::bench_precondition), and the device
 // memory in use after the timed steps (cudaMemGetInfo), which is the peak: the optimizers allocate
 // only at creation and on their first step.
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "cuda/bench.h"
 #include "cuda/device.h"
 #include "cuda/optim_common.h"
@@ -46,13 +50,22 @@ std::vector<OptimBenchRow> bench_optimizers_cuda(const OptimBenchOptions& o) {
       numel += (int64_t)p->numel;
     }
     OPT_CUDA(cudaDeviceSynchronize());
+    // (type, Newton-Schulz layout) pairs: the Muon family's "ns_symmetric" as asked; PolarGrad
+    // runs QDWH by default, the rest have no Newton-Schulz.
+    std::vector<std::pair<std::string, bool>> runs;
     for (const std::string& type : o.optimizers) {
+      const bool ns = type == "muon" || type == "lowrank_muon" || type == "newton_muon";
+      if (!ns || o.ns_symmetric != "on") runs.emplace_back(type, false);
+      if (ns && o.ns_symmetric != "off") runs.emplace_back(type, true);
+    }
+    for (const auto& [type, sym] : runs) {
       GroupConfig cfg;
       cfg.name = "matrix";
       cfg.type = type;
       cfg.lr = (float)default_lr(type);
       cfg.weight_decay = 0.1f;
       cfg.roles = {ParamRole::hidden_matrix};
+      if (sym) cfg.options["ns_symmetric"] = true;
       cudaStream_t stream = nullptr;
       OPT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
       OptimBenchRow r;
@@ -61,6 +74,7 @@ std::vector<OptimBenchRow> bench_optimizers_cuda(const OptimBenchOptions& o) {
         opt->set_stream(stream);
         r.model = name;
         r.optimizer = type;
+        r.ns_symmetric = sym;
         r.device = dev_name;
         r.params = numel;
         r.matrices = (int)mats.size();

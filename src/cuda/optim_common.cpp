@@ -147,7 +147,7 @@ void BatchedGemm::prepare(DeviceCtx& ctx, const GemmSpec& sp) {
   // Base pointers are 256-byte aligned; batch strides and leading dimensions of odd shapes are not,
   // so tell the heuristic what every batch member's address can promise.
   auto align = [&](int ld, long long stride) {
-    uint32_t a = 256;
+    uint32_t a = sp.base_align;
     const long long lb = 2LL * ld, sb = 2LL * stride;
     while (a > 2 && (lb % a != 0 || (sp.batch > 1 && sb % a != 0))) a >>= 1;
     return a;
@@ -174,8 +174,12 @@ void BatchedGemm::run(DeviceCtx& ctx, float alpha, const void* A, const void* B,
     return;
   }
   if (beta != 0.0f && C != D) {
-    const size_t bytes = (size_t)((spec_.batch - 1) * spec_.sC + (long long)spec_.ldc * spec_.n) * 2;
-    OPT_CUDA(cudaMemcpyAsync(D, C, bytes, cudaMemcpyDeviceToDevice, ctx.stream()));
+    // Only the [m, n] part of each member: the rest of D (past m rows when ldc > m, or the
+    // neighbouring blocks of a split product) may hold results that must stay.
+    for (int i = 0; i < spec_.batch; ++i)
+      OPT_CUDA(cudaMemcpy2DAsync(static_cast<uint16_t*>(D) + i * spec_.sC, (size_t)spec_.ldc * 2,
+                                 static_cast<const uint16_t*>(C) + i * spec_.sC, (size_t)spec_.ldc * 2,
+                                 (size_t)spec_.m * 2, (size_t)spec_.n, cudaMemcpyDeviceToDevice, ctx.stream()));
   }
   OPT_CUBLAS(cublasGemmStridedBatchedEx(ctx.blas(), spec_.opA, spec_.opB, spec_.m, spec_.n, spec_.k, &alpha, A,
                                         CUDA_R_16BF, spec_.lda, spec_.sA, B, CUDA_R_16BF, spec_.ldb, spec_.sB, &beta,
@@ -184,6 +188,20 @@ void BatchedGemm::run(DeviceCtx& ctx, float alpha, const void* A, const void* B,
 }
 
 // ---------------------------------------------------------------- NsEngine
+
+namespace {
+// The largest power of two <= 256 dividing the byte offset of a bf16 block at `elems` elements.
+uint32_t offset_align(long long elems) {
+  uint32_t a = 256;
+  while (a > 2 && (2 * elems) % a != 0) a >>= 1;
+  return a;
+}
+}  // namespace
+
+void NsEngine::set_symmetric(bool on) {
+  if (!plans_.empty()) throw RuntimeError("NsEngine: set_symmetric after add_plan");
+  symmetric_ = on;
+}
 
 int NsEngine::add_plan(int64_t rows, int64_t cols, int count) {
   if (final_) throw RuntimeError("NsEngine: add_plan after finalize");
@@ -213,6 +231,33 @@ int NsEngine::add_plan(int64_t rows, int64_t cols, int count) {
     g3 = {CUBLAS_OP_N, CUBLAS_OP_T, l, s, s, l, s, l, sX, sA, sX, count};
   }
   g2 = {CUBLAS_OP_N, CUBLAS_OP_N, s, s, s, s, s, s, sA, sA, sA, count};  // B = c A A + b A
+  // Symmetric split: h a multiple of 64 (GEMM tile friendly) from s = 256 up, of 8 below, so every
+  // block offset keeps 16-byte alignment.
+  const int unit = s >= 256 ? 64 : 8;
+  if (symmetric_ && s >= 16) p.h = (s / 2) / unit * unit;
+  if (p.h > 0) {
+    const int h = p.h, h2 = s - h;
+    GemmSpec g1b, g2b;
+    if (p.tall) {
+      // A[:, :h] = X X[:h, :]^T;   A[h:, h:] = X[h:, :] X[h:, :]^T (X at +h).
+      g1 = {CUBLAS_OP_N, CUBLAS_OP_T, s, h, l, s, s, s, sX, sX, sA, count};
+      g1b = {CUBLAS_OP_N, CUBLAS_OP_T, h2, h2, l, s, s, s, sX, sX, sA, count};
+      g1b.base_align = std::min(offset_align(h), offset_align((long long)h * s + h));
+    } else {
+      // A[:, :h] = Z^T Z[:, :h];   A[h:, h:] = Z[:, h:]^T Z[:, h:] (Z at +h l).
+      g1 = {CUBLAS_OP_T, CUBLAS_OP_N, s, h, l, l, l, s, sX, sX, sA, count};
+      g1b = {CUBLAS_OP_T, CUBLAS_OP_N, h2, h2, l, l, l, s, sX, sX, sA, count};
+      g1b.base_align = std::min(offset_align((long long)h * l), offset_align((long long)h * s + h));
+    }
+    // B[:, :h] = c A A[:, :h] + b A[:, :h];   B[h:, h:] = c A[h:, :] A[h:, :]^T + b A[h:, h:].
+    g2 = {CUBLAS_OP_N, CUBLAS_OP_N, s, h, s, s, s, s, sA, sA, sA, count};
+    g2b = {CUBLAS_OP_N, CUBLAS_OP_T, h2, h2, s, s, s, s, sA, sA, sA, count};
+    g2b.base_align = std::min(offset_align(h), offset_align((long long)h * s + h));
+    p.g1b = std::make_unique<BatchedGemm>();
+    p.g2b = std::make_unique<BatchedGemm>();
+    p.g1b->prepare(ctx_, g1b);
+    p.g2b->prepare(ctx_, g2b);
+  }
   p.g1->prepare(ctx_, g1);
   p.g2->prepare(ctx_, g2);
   p.g3->prepare(ctx_, g3);
@@ -248,7 +293,23 @@ const void* NsEngine::run(int plan, const float* src, const NsCoefficients& c, i
   for (int t = 0; t < steps; ++t) {
     const auto& abc = c.steps[std::min<size_t>((size_t)t, c.steps.size() - 1)];
     const float a = (float)abc[0], b = (float)abc[1], cc = (float)abc[2];
-    if (p.tall) {
+    if (p.h > 0) {
+      const int s = (int)p.s, h = p.h;
+      const long long d = (long long)h * s + h;  // the trailing diagonal block
+      uint16_t* A = a_.data();
+      uint16_t* B = b_.data();
+      const uint16_t* x2 = x + (p.tall ? (long long)h : (long long)h * p.l);  // X[h:, :] or Z[:, h:]
+      p.g1->run(ctx_, 1.0f, x, x, 0.0f, A, A);          // A[:, :h]
+      p.g1b->run(ctx_, 1.0f, x2, x2, 0.0f, A + d, A + d);  // A[h:, h:]
+      mirror_block_bf16(A, s, h, p.count, p.s * p.s, ctx_.stream());
+      p.g2->run(ctx_, cc, A, A, b, A, B);                     // B[:, :h]
+      p.g2b->run(ctx_, cc, A + h, A + h, b, A + d, B + d);    // B[h:, h:]
+      mirror_block_bf16(B, s, h, p.count, p.s * p.s, ctx_.stream());
+      if (p.tall)
+        p.g3->run(ctx_, 1.0f, B, x, a, x, y);  // X' = B X + a X
+      else
+        p.g3->run(ctx_, 1.0f, x, B, a, x, y);  // Z' = Z B^T + a Z
+    } else if (p.tall) {
       p.g1->run(ctx_, 1.0f, x, x, 0.0f, a_.data(), a_.data());     // A = X X^T
       p.g2->run(ctx_, cc, a_.data(), a_.data(), b, a_.data(), b_.data());  // B = c A^2 + b A
       p.g3->run(ctx_, 1.0f, b_.data(), x, a, x, y);                 // X' = B X + a X

@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 #include <cusolverDn.h>
 
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -98,6 +99,9 @@ struct GemmSpec {
   int m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0;
   long long sA = 0, sB = 0, sC = 0;
   int batch = 1;
+  // The alignment (bytes, a power of two <= 256) that every A/B/C pointer passed to run() promises
+  // before batch strides: 256 for buffer bases, less for a block at an element offset.
+  uint32_t base_align = 256;
 };
 class BatchedGemm {
  public:
@@ -122,17 +126,30 @@ class BatchedGemm {
 // matrix. Tall (r > c): that is X [s, l] (s = c) and X <- a X + (b A + c A^2) X, A = X X^T. Wide
 // or square: it is Z = X^T [l, s] and Z <- a Z + Z (b A + c A^2)^T, A = Z^T Z. Either way the
 // result buffer is the row-major [r, c] NS(G). Plans are added first, then finalize() allocates.
+//
+// Symmetric mode (set_symmetric before add_plan; the optimizers' "ns_symmetric" key): A and
+// B = b A + c A^2 are symmetric, so each is built from two GEMMs over a split s = h + (s - h), the
+// block column [s, h] and the trailing diagonal block [s-h, s-h], and the missing upper block is
+// mirrored (mirror_block_bf16). That is 3/4 of the two symmetric products for h = s/2: 1/6 fewer
+// FLOPs per step for square matrices, 5/36 for [s, 4s], at the price of two smaller GEMMs and a
+// memory-bound mirror per product. Whether it pays is a property of the GPU and the shapes (bench
+// optim --ns-symmetric both measures it); it is off by default. Shapes with s < 16 run unsplit.
 class NsEngine {
  public:
   explicit NsEngine(DeviceCtx& ctx) : ctx_(ctx) {}
+  void set_symmetric(bool on);
+  bool symmetric() const { return symmetric_; }
   int add_plan(int64_t rows, int64_t cols, int count);
   void finalize();
   // Pre-normalises (Frobenius, per matrix), casts to bf16 and runs `steps` steps on the `count`
   // contiguous [rows, cols] fp32 matrices at src; returns the bf16 result (result_buffer(steps)).
   const void* run(int plan, const float* src, const NsCoefficients& c, int steps);
   const void* result_buffer(int steps) const { return steps % 2 == 0 ? xa_.data() : xb_.data(); }
-  // Nominal FLOPs of one run (4 s^2 l + 2 s^3 per matrix per step).
+  // Nominal FLOPs of one run (4 s^2 l + 2 s^3 per matrix per step, the unsplit products, in
+  // either mode: the symmetric mode's saving shows as a higher effective rate).
   double flops(int plan, int steps) const;
+  // The split of a plan's short side in symmetric mode (0: unsplit).
+  int split(int plan) const { return plans_[(size_t)plan].h; }
   size_t bytes() const { return xa_.bytes() + xb_.bytes() + a_.bytes() + b_.bytes() + partials_.bytes(); }
 
  private:
@@ -140,10 +157,12 @@ class NsEngine {
     int64_t rows, cols, s, l;
     int count;
     bool tall;
-    std::unique_ptr<BatchedGemm> g1, g2, g3;
+    int h = 0;  // symmetric split (0: unsplit; g1b and g2b unused)
+    std::unique_ptr<BatchedGemm> g1, g1b, g2, g2b, g3;
   };
   DeviceCtx& ctx_;
   std::vector<Plan> plans_;
+  bool symmetric_ = false;
   DeviceBuffer<uint16_t> xa_, xb_, a_, b_;
   DeviceBuffer<float> partials_;
   bool final_ = false;

@@ -283,6 +283,23 @@ __global__ void dot_finish_kernel(const double* __restrict__ partials, float* __
   *out = (float)s;
 }
 
+// One 32x32 tile per block through shared memory, so both the read of the lower block and the
+// write of the upper block are coalesced (column-major: consecutive threads, consecutive rows).
+__global__ void mirror_block_kernel(bf16* __restrict__ M, int s, int h, long long stride) {
+  __shared__ bf16 tile[32][33];
+  bf16* A = M + (long long)blockIdx.z * stride;
+  const int r0 = blockIdx.x * 32, c0 = h + blockIdx.y * 32;  // this block writes rows r0.., cols c0..
+  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+    const int r = r0 + j, c = c0 + threadIdx.x;  // reads A(c, r), known (c >= h > r)
+    if (r < h && c < s) tile[j][threadIdx.x] = A[c + (long long)r * s];
+  }
+  __syncthreads();
+  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+    const int r = r0 + threadIdx.x, c = c0 + j;  // writes A(r, c) = A(c, r) = tile[r - r0][c - c0]
+    if (r < h && c < s) A[r + (long long)c * s] = tile[threadIdx.x][j];
+  }
+}
+
 __global__ void bf16_to_f32_kernel(const bf16* __restrict__ in, float* __restrict__ out, int64_t n) {
   for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
     out[j] = __bfloat162float(in[j]);
@@ -452,6 +469,13 @@ void dot_to_scale(const float* a, const void* b, bool b_bf16, int64_t n, double*
     dot_partials_kernel<false><<<kNormParts, kThreads, 0, s>>>(a, b, n, partials);
   CUDA_CHECK_LAUNCH();
   dot_finish_kernel<<<1, 1, 0, s>>>(partials, scale_out);
+  CUDA_CHECK_LAUNCH();
+}
+
+void mirror_block_bf16(void* M, int s, int h, int count, long long stride, cudaStream_t st) {
+  if (count <= 0 || h <= 0 || h >= s) return;
+  const dim3 grid((unsigned)ceil_div(h, 32), (unsigned)ceil_div(s - h, 32), (unsigned)count);
+  mirror_block_kernel<<<grid, dim3(32, 8), 0, st>>>(static_cast<bf16*>(M), s, h, stride);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -103,6 +103,10 @@ void cast_scaled_bf16(const float* x, void* out, int count, int64_t n_each, cons
 void dot_to_scale(const float* a, const void* b, bool b_bf16, int64_t n, double* partials, float* scale_out,
                   cudaStream_t s);
 void cast_bf16_to_f32(const void* in, float* out, int64_t n, cudaStream_t s);
+// Symmetric Newton-Schulz (NsEngine): `count` column-major bf16 [s, s] matrices, ld s, `stride`
+// elements apart, of which the blocks rows [h, s) x cols [0, h) are known; copies their transposes
+// into rows [0, h) x cols [h, s), completing each symmetric matrix.
+void mirror_block_bf16(void* M, int s, int h, int count, long long stride, cudaStream_t st);
 
 // S (column-major [m, k], ld m) = X[:, idx] for row-major X [m, n]; idx on the device.
 void gather_cols_colmajor(const float* X, int64_t m, int64_t n, const int64_t* idx, int64_t k, float* S,

@@ -17,10 +17,14 @@ struct OptimBenchOptions {
   std::vector<std::string> optimizers;  // adamw, muon, rmnp, lowrank_muon, polargrad, newton_muon
   int steps = 100, warmup = 3;
   uint64_t seed = 1234;
+  // Newton-Schulz GEMM layout of the Muon family on the GPU (the optimizers' "ns_symmetric"):
+  // "off" (unsplit), "on" (symmetric split) or "both" (one row each, to see which pays).
+  std::string ns_symmetric = "off";
 };
 
 struct OptimBenchRow {
   std::string model, optimizer, device;
+  bool ns_symmetric = false;  // Muon family: ran with the symmetric Newton-Schulz split
   int64_t params = 0;      // elements updated (the model's hidden matrices)
   int matrices = 0;
   double precond_ms = -1;  // median; < 0 when the method has no separate preconditioning

@@ -31,6 +31,9 @@ void read_ns_options(JsonSection& s, nlohmann::json& o, const std::string& defau
   const std::string set = s.get_enum("coefficients", default_set, ns_coefficient_names());
   o["coefficients"] = set;
   o["ns_steps"] = s.get_int("ns_steps", ns_coefficients(set).default_steps, 1, 100);
+  // A GEMM-layout choice of the device optimizers (NsEngine); the CPU computes the same products
+  // unsplit, so it accepts and ignores it and a config runs unchanged on either backend.
+  o["ns_symmetric"] = s.get_bool("ns_symmetric", false);
 }
 
 void read_scale_option(JsonSection& s, nlohmann::json& o) {

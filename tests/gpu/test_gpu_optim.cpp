@@ -8,14 +8,18 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <string>
 #include <vector>
 
 #include "cuda/device.h"
+#include "cuda/optim_common.h"
 #include "llmtrain/optim.h"
 #include "llmtrain/rng.h"
+#include "optim/bench_optim.h"
+#include "optim/newton_schulz.h"
 
 using namespace llmtrain;
 
@@ -261,6 +265,76 @@ TEST_CASE("gpu optim: Muon (bf16 Newton-Schulz) matches the CPU", "[gpu][optim]"
     run_case("muon", {{"coefficients", set}}, 0.02f, 4e-2, 1e-5);
   run_case("muon", {{"split_qkv", true}, {"scale", "moonlight"}}, 0.02f, 4e-2, 1e-5);
   run_case("muon", {{"nesterov", false}, {"ns_steps", 6}}, 0.02f, 4e-2, 1e-5);
+  // The symmetric split (s = 32 splits 16 + 16, the odd [21, 30] 8 + 13) against the same CPU.
+  run_case("muon", {{"ns_symmetric", true}}, 0.02f, 4e-2, 1e-5);
+  run_case("muon", {{"ns_symmetric", true}, {"split_qkv", true}, {"coefficients", "polar_express8"}}, 0.02f, 4e-2,
+           1e-5);
+}
+
+TEST_CASE("gpu optim: symmetric Newton-Schulz split equals the unsplit products", "[gpu][optim]") {
+  if (!have_gpu()) {
+    WARN("no CUDA GPU visible: skipped");
+    return;
+  }
+  using cuda::optim::DeviceCtx;
+  using cuda::optim::NsEngine;
+  auto to_float = [](const std::vector<uint16_t>& h) {
+    std::vector<double> f(h.size());
+    for (size_t i = 0; i < h.size(); ++i) {
+      const uint32_t bits = (uint32_t)h[i] << 16;
+      float x;
+      std::memcpy(&x, &bits, 4);
+      f[i] = x;
+    }
+    return f;
+  };
+  // Tall, wide and square; below and above the 256 boundary of the split unit (8 / 64); an odd
+  // short side; batches of 1 and 3.
+  struct Shape {
+    int64_t rows, cols;
+    int count;
+  };
+  for (const Shape sh : {Shape{96, 32, 3}, Shape{32, 96, 1}, Shape{45, 45, 2}, Shape{300, 260, 2}, Shape{256, 640, 1},
+                         Shape{17, 23, 2}}) {
+    INFO("[" << sh.rows << ", " << sh.cols << "] x " << sh.count);
+    const int64_t n = sh.rows * sh.cols;
+    const std::vector<float> g = gradients((size_t)(n * sh.count), (uint64_t)(sh.rows * 31 + sh.cols));
+    cuda::DeviceBuffer<float> gd(g.size());
+    gd.upload(g.data());
+    const NsCoefficients& c = ns_coefficients("jordan5");
+    std::vector<std::vector<double>> out;
+    for (const bool sym : {false, true}) {
+      DeviceCtx ctx;
+      NsEngine ns(ctx);
+      ns.set_symmetric(sym);
+      const int plan = ns.add_plan(sh.rows, sh.cols, sh.count);
+      const int64_t s = std::min(sh.rows, sh.cols);
+      // The split happens whenever the short side allows it: this test cannot pass unsplit.
+      CHECK(ns.split(plan) == (sym ? (s >= 256 ? (int)(s / 2 / 64 * 64) : (int)(s / 2 / 8 * 8)) : 0));
+      ns.finalize();
+      const void* r = ns.run(plan, gd.data(), c, 5);
+      std::vector<uint16_t> h((size_t)(n * sh.count));
+      REQUIRE(cudaMemcpy(h.data(), r, h.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+      out.push_back(to_float(h));
+    }
+    // Same bf16 products, other GEMM shapes: only accumulation order may differ.
+    const double e = rel_err(out[1], out[0]);
+    INFO("symmetric vs unsplit " << e);
+    CHECK(e < 1e-2);
+    // The emulator's GEMMs accumulate every element in k order whatever the shape, and x.y = y.x
+    // in fp32: there the two layouts must agree bit for bit.
+    if (std::getenv("LLMTRAIN_EMU")) CHECK(out[1] == out[0]);
+    // And both are Newton-Schulz of each matrix (the CPU's fp32 one, bf16 tolerance).
+    std::vector<double> ref((size_t)(n * sh.count));
+    for (int k = 0; k < sh.count; ++k) {
+      std::vector<float> o((size_t)n);
+      newton_schulz(g.data() + k * n, sh.rows, sh.cols, c, 5, o.data());
+      std::copy(o.begin(), o.end(), ref.begin() + k * n);
+    }
+    const double ec = rel_err(out[1], ref);
+    INFO("symmetric vs CPU " << ec);
+    CHECK(ec < 4e-2);
+  }
 }
 
 TEST_CASE("gpu optim: Newton-Muon matches the CPU", "[gpu][optim]") {
@@ -273,6 +347,7 @@ TEST_CASE("gpu optim: Newton-Muon matches the CPU", "[gpu][optim]") {
   run_case("newton_muon", {{"refresh_every", 2}}, 0.02f, 5e-2, 1e-4, 4);
   // block 2 divides every input size of kMatrices (32, 128 and 30).
   run_case("newton_muon", {{"refresh_every", 1}, {"block", 2}, {"split_qkv", true}}, 0.02f, 5e-2, 1e-4, 3);
+  run_case("newton_muon", {{"refresh_every", 2}, {"ns_symmetric", true}}, 0.02f, 5e-2, 1e-4, 3);
 }
 
 TEST_CASE("gpu optim: low-rank Muon matches the CPU", "[gpu][optim]") {
@@ -283,6 +358,7 @@ TEST_CASE("gpu optim: low-rank Muon matches the CPU", "[gpu][optim]") {
   // full_threshold 16 sends every matrix with min side > 16 through the sketch (rank 8).
   run_case("lowrank_muon", {{"rank", 8}, {"full_threshold", 16}}, 0.02f, 5e-2, 1e-5);
   run_case("lowrank_muon", nlohmann::json::object(), 0.02f, 4e-2, 1e-5);
+  run_case("lowrank_muon", {{"rank", 8}, {"full_threshold", 16}, {"ns_symmetric", true}}, 0.02f, 5e-2, 1e-5);
 }
 
 TEST_CASE("gpu optim: PolarGrad matches the CPU", "[gpu][optim]") {
@@ -292,6 +368,7 @@ TEST_CASE("gpu optim: PolarGrad matches the CPU", "[gpu][optim]") {
   }
   run_case("polargrad", nlohmann::json::object(), 1e-3f, 1e-4, 1e-5);  // QDWH in fp64 on both
   run_case("polargrad", {{"polar", "ns"}}, 1e-3f, 4e-2, 1e-5);
+  run_case("polargrad", {{"polar", "ns"}, {"ns_symmetric", true}}, 1e-3f, 4e-2, 1e-5);
 }
 
 TEST_CASE("gpu optim: device state survives a checkpoint-style round trip", "[gpu][optim]") {
@@ -315,4 +392,40 @@ TEST_CASE("gpu optim: device state survives a checkpoint-style round trip", "[gp
     copy_state_to_host(f[k], back.data());
     CHECK(std::memcmp(back.data(), saved[k].data(), 4 * back.size()) == 0);
   }
+}
+
+TEST_CASE("gpu optim: bench optim times both Newton-Schulz layouts", "[gpu][optim]") {
+  if (!have_gpu()) {
+    WARN("no CUDA GPU visible: skipped");
+    return;
+  }
+  OptimBenchOptions o;
+  o.models = {"gpt2-tiny"};
+  o.optimizers = {"muon", "rmnp"};
+  o.steps = 1;
+  o.warmup = 1;
+  o.ns_symmetric = "both";
+  const std::vector<OptimBenchRow> rows = bench_optimizers_cuda(o);
+  REQUIRE(rows.size() == 3);  // muon unsplit, muon symmetric, rmnp (no Newton-Schulz: one row)
+  CHECK((rows[0].optimizer == "muon" && !rows[0].ns_symmetric));
+  CHECK((rows[1].optimizer == "muon" && rows[1].ns_symmetric));
+  CHECK((rows[2].optimizer == "rmnp" && !rows[2].ns_symmetric));
+  for (const auto& r : rows) {
+    CHECK(r.step_ms > 0);
+    CHECK(r.precond_ms > 0);
+  }
+  CHECK(rows[0].precond_work == rows[1].precond_work);  // nominal FLOPs in both layouts
+  OptimBenchPeaks peaks;
+  peaks.device = "test";
+  peaks.gemm_flops = 1e12;
+  peaks.copy_bytes_per_s = 1e11;
+  const std::string md = optim_bench_markdown(rows, peaks);
+  CHECK(md.find("muon (ns_symmetric)") != std::string::npos);
+  CHECK(md.find("symmetric NS vs unsplit: ") != std::string::npos);
+
+  o.ns_symmetric = "on";
+  o.optimizers = {"muon"};
+  const std::vector<OptimBenchRow> on = bench_optimizers_cuda(o);
+  REQUIRE(on.size() == 1);
+  CHECK(on[0].ns_symmetric);
 }
