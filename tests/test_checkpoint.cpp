@@ -21,6 +21,7 @@
 
 namespace fs = std::filesystem;
 using namespace llmtrain;
+using test::error_of;
 using Catch::Matchers::Contains;
 using Catch::Matchers::EndsWith;
 
@@ -29,18 +30,6 @@ namespace {
 struct TempDir : test::TempDir {
   TempDir() : test::TempDir("ckpt") {}
 };
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not an InputError> ") + e.what();
-  }
-  return "<no exception>";
-}
 
 std::string slurp(const std::string& p) {
   std::ifstream in(p, std::ios::binary);

@@ -19,6 +19,7 @@
 
 namespace fs = std::filesystem;
 using namespace llmtrain;
+using test::error_of;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -31,18 +32,6 @@ void write_shard(const std::string& path, const std::vector<int32_t>& toks, bool
   ShardWriter w(path, u32);
   w.write(toks.data(), toks.size());
   w.close();
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not an InputError> ") + e.what();
-  }
-  return "<no exception>";
 }
 
 std::vector<int32_t> iota_tokens(size_t n, int32_t base) {

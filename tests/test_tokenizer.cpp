@@ -33,6 +33,7 @@
 
 namespace fs = std::filesystem;
 using namespace llmtrain;
+using test::error_of;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -77,18 +78,6 @@ std::string zstd(const std::string& data) {
   REQUIRE(!ZSTD_isError(n));
   out.resize(n);
   return out;
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not an InputError> ") + e.what();
-  }
-  return "<no exception>";
 }
 
 const Tokenizer& gpt2() {

@@ -7,8 +7,23 @@
 #include <string>
 
 #include "llmtrain/config.h"
+#include "llmtrain/error.h"
 
 namespace llmtrain::test {
+
+// The message of the InputError that f() throws; "<not an InputError> ..." for any other
+// exception and "<no exception>" when it returns, so a CHECK on the text fails visibly.
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("<not an InputError> ") + e.what();
+  }
+  return "<no exception>";
+}
 
 // A tiny GPT-2 or LLaMA (C=16, 4 heads, vocabulary 50 padded to 64, T<=8; LLaMA with 2 KV heads and
 // an untied head) that finite differences and whole-model checks can afford.
