@@ -12,37 +12,16 @@
 #include <stdexcept>
 #include <string>
 
+#include "cuda/errors.h"
 #include "llmtrain/error.h"
 
 namespace llmtrain::cuda {
 
 using bf16 = __nv_bfloat16;
 
-// ---- error checking: a failing call throws RuntimeError naming the call and where it was made ----
-[[noreturn]] inline void throw_cuda_error(const char* what, const char* call, const char* file, int line,
-                                          const std::string& detail) {
-  std::ostringstream os;
-  os << what << " failed: " << call << " at " << file << ":" << line << ": " << detail;
-  throw RuntimeError(os.str());
-}
-
-inline const char* cublas_status_name(cublasStatus_t s) {
-  switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
-    default: return "CUBLAS_STATUS_<unknown>";
-  }
-}
-
 }  // namespace llmtrain::cuda
+
+// ---- error checking (throw_cuda_error and cublas_status_name are in cuda/errors.h) ----
 
 #define CUDA_CHECK(call)                                                                           \
   do {                                                                                             \

@@ -37,26 +37,6 @@ void device_state_copy(void* dst, const void* src, size_t bytes, bool to_host) {
 
 namespace cuda::optim {
 
-void throw_call_error(const char* lib, const char* call, const char* file, int line, const std::string& detail) {
-  std::ostringstream os;
-  os << lib << " failed: " << call << " at " << file << ":" << line << ": " << detail;
-  throw RuntimeError(os.str());
-}
-
-const char* cublas_status_str(cublasStatus_t s) {
-  switch (s) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "CUBLAS_STATUS_<other>";
-  }
-}
-
 // ---------------------------------------------------------------- DeviceCtx
 
 constexpr size_t kLtWorkspace = 32ull << 20;
@@ -333,36 +313,34 @@ double NsEngine::flops(int plan, int steps) const {
 
 DeviceMatrixOptimizer::DeviceMatrixOptimizer(const GroupConfig& cfg, const nlohmann::json& o,
                                              const std::vector<ParamRef>& params)
-    : group_(cfg.name), type_(cfg.type), wd_(cfg.weight_decay) {
-  beta_ = o.at("momentum").get<float>();
-  nesterov_ = o.at("nesterov").get<bool>();
-  sum_form_ = o.at("momentum_form").get<std::string>() == "sum";
+    : group_(cfg.name), type_(cfg.type), wd_(cfg.weight_decay), rule_(o) {
   diag_rows_ = o.at("diagnostics_side").get<std::string>() == "rows";
   for (const auto& p : params) {
-    const ParamInfo& info = *p.info;
-    if (info.shape.size() != 2 || info.rows() < 1 || info.cols() < 1) {
-      std::string shape;
-      for (int64_t d : info.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
-      throw InputError("optimizer." + cfg.name + ": " + cfg.type + " updates 2-D matrices only, but " + info.name +
-                       " (role " + role_name(info.role) + ") has shape [" + shape +
-                       "]; route it to another group with \"roles\"");
-    }
-    infos_.push_back(&info);
+    require_matrix(cfg, *p.info);
+    infos_.push_back(p.info);
     off_.push_back(total_);
-    total_ += pad4(info.numel);
+    total_ += pad4(p.info->numel);
   }
   m_.reset(total_);
   if (total_) OPT_CUDA(cudaMemset(m_.data(), 0, total_ * sizeof(float)));
 }
 
-void DeviceMatrixOptimizer::check_params(const std::vector<ParamRef>& params) const {
-  if (params.size() != infos_.size())
-    throw RuntimeError("optimizer." + group_ + ": step() got " + std::to_string(params.size()) +
-                       " tensors, created with " + std::to_string(infos_.size()));
-  for (size_t i = 0; i < params.size(); ++i)
-    if (params[i].info->name != infos_[i]->name || params[i].info->numel != infos_[i]->numel)
-      throw RuntimeError("optimizer." + group_ + ": step() tensor " + std::to_string(i) + " is " +
-                         params[i].info->name + ", expected " + infos_[i]->name);
+void DeviceMatrixOptimizer::set_momentum(const std::vector<const float*>& g, const std::vector<float*>& u) {
+  mom_.host.clear();
+  std::vector<int64_t> sizes;
+  for (size_t i = 0; i < infos_.size(); ++i) {
+    MomUnit x{};
+    x.g = g[i];
+    x.m = m_ptr(i);
+    x.u = u[i];
+    x.n = (int64_t)infos_[i]->numel;
+    x.vec = x.n % 4 == 0 && aligned(x.g, 16) && aligned(x.m, 16) && aligned(x.u, 16);
+    mom_.host.push_back(x);
+    sizes.push_back(x.n);
+  }
+  mom_chunks_.host = make_chunks(sizes);
+  mom_.upload(ctx_.stream());
+  mom_chunks_.upload(ctx_.stream());
 }
 
 bool DeviceMatrixOptimizer::rebind(const std::vector<ParamRef>& params) {
@@ -383,29 +361,17 @@ std::vector<StateTensor> DeviceMatrixOptimizer::state() {
 
 nlohmann::json DeviceMatrixOptimizer::diagnostics() {
   if (last_.size() != infos_.size()) return nullptr;  // no step yet
-  nlohmann::json per = nlohmann::json::object();
-  double a = 0, lo = 0, hi = 0;
-  int count = 0;
-  for (size_t i = 0; i < infos_.size(); ++i) {
-    const size_t n = infos_[i]->numel;
-    std::vector<float> m(n), g(n), v(n);
+  std::vector<float> m, g;
+  return dominance_diagnostics(infos_, diag_rows_, [&](size_t i, std::vector<float>& u) {
+    const size_t n = u.size();
+    m.resize(n);
+    g.resize(n);
     const float* ge = effective_gradient(i, last_[i].g);
     OPT_CUDA(cudaStreamSynchronize(ctx_.stream()));
     OPT_CUDA(cudaMemcpy(m.data(), m_ptr(i), n * sizeof(float), cudaMemcpyDeviceToHost));
     OPT_CUDA(cudaMemcpy(g.data(), ge, n * sizeof(float), cudaMemcpyDeviceToHost));
-    const float b = beta_, omb = 1.0f - beta_;
-    for (size_t j = 0; j < n; ++j)
-      v[j] = nesterov_ ? (sum_form_ ? g[j] + b * m[j] : omb * g[j] + b * m[j]) : m[j];
-    auto r = dominance_ratios(v.data(), infos_[i]->rows(), infos_[i]->cols(), diag_rows_);
-    if (r.empty()) continue;
-    per[infos_[i]->name] = {{"r_avg", r[0]}, {"r_min", r[1]}, {"r_max", r[2]}};
-    a += r[0];
-    lo += r[1];
-    hi += r[2];
-    ++count;
-  }
-  if (count == 0) return nullptr;
-  return {{"r_avg", a / count}, {"r_min", lo / count}, {"r_max", hi / count}, {"matrices", per}};
+    for (size_t j = 0; j < n; ++j) u[j] = rule_.u(m[j], g[j]);
+  });
 }
 
 }  // namespace cuda::optim

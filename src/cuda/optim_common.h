@@ -16,35 +16,32 @@
 #include <vector>
 
 #include "cuda/device.h"
+#include "cuda/errors.h"
 #include "cuda/optim_kernels.h"
 #include "llmtrain/error.h"
 #include "optim/optimizers.h"
 
 namespace llmtrain::cuda::optim {
 
-[[noreturn]] void throw_call_error(const char* lib, const char* call, const char* file, int line,
-                                   const std::string& detail);
-const char* cublas_status_str(cublasStatus_t s);
-
-#define OPT_CUDA(call)                                                                                      \
-  do {                                                                                                      \
-    cudaError_t e_ = (call);                                                                                \
-    if (e_ != cudaSuccess)                                                                                  \
-      ::llmtrain::cuda::optim::throw_call_error("CUDA", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
+#define OPT_CUDA(call)                                                                          \
+  do {                                                                                          \
+    cudaError_t e_ = (call);                                                                    \
+    if (e_ != cudaSuccess)                                                                      \
+      ::llmtrain::cuda::throw_cuda_error("CUDA", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
   } while (0)
-#define OPT_CUBLAS(call)                                                                      \
-  do {                                                                                        \
-    cublasStatus_t s_ = (call);                                                               \
-    if (s_ != CUBLAS_STATUS_SUCCESS)                                                          \
-      ::llmtrain::cuda::optim::throw_call_error("cuBLAS", #call, __FILE__, __LINE__,          \
-                                                ::llmtrain::cuda::optim::cublas_status_str(s_)); \
+#define OPT_CUBLAS(call)                                                                        \
+  do {                                                                                          \
+    cublasStatus_t s_ = (call);                                                                 \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                                            \
+      ::llmtrain::cuda::throw_cuda_error("cuBLAS", #call, __FILE__, __LINE__,                   \
+                                         ::llmtrain::cuda::cublas_status_name(s_));             \
   } while (0)
-#define OPT_CUSOLVER(call)                                                                                    \
-  do {                                                                                                        \
-    cusolverStatus_t s_ = (call);                                                                             \
-    if (s_ != CUSOLVER_STATUS_SUCCESS)                                                                        \
-      ::llmtrain::cuda::optim::throw_call_error("cuSOLVER", #call, __FILE__, __LINE__,                       \
-                                                "status " + std::to_string(static_cast<int>(s_)));           \
+#define OPT_CUSOLVER(call)                                                                      \
+  do {                                                                                          \
+    cusolverStatus_t s_ = (call);                                                               \
+    if (s_ != CUSOLVER_STATUS_SUCCESS)                                                          \
+      ::llmtrain::cuda::throw_cuda_error("cuSOLVER", #call, __FILE__, __LINE__,                 \
+                                         "status " + std::to_string(static_cast<int>(s_)));     \
   } while (0)
 
 // Handles and the stream of one optimizer (created lazily, destroyed with it).
@@ -179,11 +176,15 @@ class DeviceMatrixOptimizer : public Optimizer {
   void set_stream(void* s) override { ctx_.set_stream(static_cast<cudaStream_t>(s)); }
 
  protected:
-  void check_params(const std::vector<ParamRef>& params) const;
+  void check_params(const std::vector<ParamRef>& params) const { check_step_tensors(group_, infos_, params); }
   // True when a ParamRef pointer differs from the last bound set (tables must be rebuilt).
   bool rebind(const std::vector<ParamRef>& params);
   float* m_ptr(size_t i) const { return m_.data() + off_[i]; }
-  MomArgs mom_args() const { return {beta_, 1.0f - beta_, sum_form_ ? 1 : 0, nesterov_ ? 1 : 0}; }
+  MomArgs mom_args() const { return {rule_.beta, 1.0f - rule_.beta, rule_.sum_form ? 1 : 0, rule_.nesterov ? 1 : 0}; }
+  // The momentum launch of every tensor (M_i from g[i], U_i into u[i]; one multi-tensor kernel):
+  // set_momentum uploads its tables, run_momentum() enqueues it.
+  void set_momentum(const std::vector<const float*>& g, const std::vector<float*>& u);
+  void run_momentum() { momentum_multi(mom_.data(), mom_chunks_.data(), mom_chunks_.size(), mom_args(), ctx_.stream()); }
   // The gradient the momentum saw for tensor i (Newton-Muon: preconditioned), device memory.
   virtual const float* effective_gradient(size_t i, const float* g) { return g; }
   virtual std::vector<StateTensor> extra_state() { return {}; }
@@ -199,13 +200,16 @@ class DeviceMatrixOptimizer : public Optimizer {
 
   DeviceCtx ctx_;
   std::string group_, type_;
-  float wd_ = 0, beta_ = 0.95f;
-  bool nesterov_ = true, sum_form_ = false, diag_rows_ = false;
+  float wd_ = 0;
+  MomentumRule rule_;
+  bool diag_rows_ = false;
   std::vector<const ParamInfo*> infos_;
   std::vector<size_t> off_;  // element offsets into m_ (and into any per-tensor scratch)
   size_t total_ = 0;         // padded elements
   DeviceBuffer<float> m_;
   std::vector<ParamRef> bound_, last_;
+  DeviceTable<MomUnit> mom_;
+  DeviceTable<Chunk> mom_chunks_;
 };
 
 // Device twins (one per CPU optimizer type).

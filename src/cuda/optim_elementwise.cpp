@@ -122,7 +122,7 @@ class DeviceRmnp : public DeviceMatrixOptimizer {
     check_params(params);
     last_ = params;
     if (rebind(params)) build(params);
-    RmnpArgs a{beta_, 1.0f - beta_, sum_form_ ? 1 : 0, nesterov_ ? 1 : 0, eps_, 1.0f - lr * wd_, lr};
+    RmnpArgs a{rule_.beta, 1.0f - rule_.beta, rule_.sum_form ? 1 : 0, rule_.nesterov ? 1 : 0, eps_, 1.0f - lr * wd_, lr};
     for (auto& l : launches_) rmnp_rows(l.units.data(), l.units.size(), l.rows, l.cols, l.vec, a, ctx_.stream());
   }
 

@@ -151,23 +151,11 @@ class DeviceMuon : public DeviceMatrixOptimizer {
     for (size_t i = 0; i < params.size(); ++i) src[i] = gradient_for(i, params[i]);
     if (src != mom_src_) {
       mom_src_ = src;
-      mom_.host.clear();
-      std::vector<int64_t> sizes;
-      for (size_t i = 0; i < params.size(); ++i) {
-        MomUnit u{};
-        u.g = src[i];
-        u.m = m_ptr(i);
-        u.u = u_.data() + layout_.u_off[i];
-        u.n = (int64_t)infos_[i]->numel;
-        u.vec = u.n % 4 == 0 && aligned(u.g, 16) && aligned(u.m, 16) && aligned(u.u, 16);
-        mom_.host.push_back(u);
-        sizes.push_back(u.n);
-      }
-      mom_chunks_.host = make_chunks(sizes);
-      mom_.upload(ctx_.stream());
-      mom_chunks_.upload(ctx_.stream());
+      std::vector<float*> dst;
+      for (size_t i = 0; i < params.size(); ++i) dst.push_back(u_.data() + layout_.u_off[i]);
+      set_momentum(src, dst);
     }
-    momentum_multi(mom_.data(), mom_chunks_.data(), mom_chunks_.size(), mom_args(), ctx_.stream());
+    run_momentum();
   }
 
   NsEngine ns_;
@@ -177,8 +165,6 @@ class DeviceMuon : public DeviceMatrixOptimizer {
   Layout layout_;
   DeviceBuffer<float> u_, scales_;
   std::vector<const float*> mom_src_;
-  DeviceTable<MomUnit> mom_;
-  DeviceTable<Chunk> mom_chunks_;
 };
 
 class DeviceNewtonMuon : public DeviceMuon {
@@ -398,7 +384,7 @@ class DeviceLowRankMuon : public DeviceMatrixOptimizer {
     check_params(params);
     last_ = params;
     if (rebind(params)) build(params);
-    momentum_multi(mom_.data(), mom_chunks_.data(), mom_chunks_.size(), mom_args(), ctx_.stream());
+    run_momentum();
     const float keep = 1.0f - lr * wd_;
     for (auto& g : layout_.groups) {
       ns_.run(g.plan, u_.data() + g.u_off, *nsc_, ns_steps_);
@@ -441,26 +427,18 @@ class DeviceLowRankMuon : public DeviceMatrixOptimizer {
  private:
   void build(const std::vector<ParamRef>& params) {
     for (auto& g : layout_.groups) build_update(g, params, ns_.result_buffer(ns_steps_), true, ctx_.stream());
-    mom_.host.clear();
-    std::vector<int64_t> sizes;
+    std::vector<const float*> src;
+    std::vector<float*> dst;
     size_t next_lr = 0;
     for (size_t i = 0; i < params.size(); ++i) {
-      MomUnit u{};
-      u.g = params[i].g;
-      u.m = m_ptr(i);
       const bool low = next_lr < lowrank_.size() && lowrank_[next_lr] == i;
-      u.u = u_.data() + (low ? lr_u_off_[next_lr] : layout_.u_off[i]);
+      src.push_back(params[i].g);
+      dst.push_back(u_.data() + (low ? lr_u_off_[next_lr] : layout_.u_off[i]));
       if (low) ++next_lr;
-      u.n = (int64_t)infos_[i]->numel;
-      u.vec = u.n % 4 == 0 && aligned(u.g, 16) && aligned(u.m, 16) && aligned(u.u, 16);
-      mom_.host.push_back(u);
-      sizes.push_back(u.n);
     }
-    mom_chunks_.host = make_chunks(sizes);
-    mom_.upload(ctx_.stream());
-    mom_chunks_.upload(ctx_.stream());
+    set_momentum(src, dst);
     lr_upd_.host.clear();
-    sizes.clear();
+    std::vector<int64_t> sizes;
     for (size_t k = 0; k < lowrank_.size(); ++k) {
       const size_t i = lowrank_[k];
       UpdUnit u{};
@@ -490,8 +468,6 @@ class DeviceLowRankMuon : public DeviceMatrixOptimizer {
   DeviceBuffer<float> u_, o_, scales_, q_, p_, tau_, work_;
   DeviceBuffer<int64_t> idx_;
   DeviceBuffer<int> info_;
-  DeviceTable<MomUnit> mom_;
-  DeviceTable<Chunk> mom_chunks_;
   DeviceTable<UpdUnit> lr_upd_;
   DeviceTable<Chunk> lr_chunks_;
 };
@@ -636,7 +612,7 @@ class DevicePolarGrad : public DeviceMatrixOptimizer {
     check_params(params);
     last_ = params;
     if (rebind(params)) build(params);
-    momentum_multi(mom_.data(), mom_chunks_.data(), mom_chunks_.size(), mom_args(), ctx_.stream());
+    run_momentum();
     const float keep = 1.0f - lr * wd_;
     for (auto& g : layout_.groups) {
       const int64_t n = g.rows * g.cols;
@@ -662,21 +638,13 @@ class DevicePolarGrad : public DeviceMatrixOptimizer {
       const void* d = qdwh_ ? static_cast<const void*>(p_.data() + g.u_off) : ns_.result_buffer(ns_steps_);
       build_update(g, params, d, !qdwh_, ctx_.stream());
     }
-    mom_.host.clear();
-    std::vector<int64_t> sizes;
+    std::vector<const float*> src;
+    std::vector<float*> dst;
     for (size_t i = 0; i < params.size(); ++i) {
-      MomUnit u{};
-      u.g = params[i].g;
-      u.m = m_ptr(i);
-      u.u = u_.data() + layout_.u_off[i];
-      u.n = (int64_t)infos_[i]->numel;
-      u.vec = u.n % 4 == 0 && aligned(u.g, 16) && aligned(u.m, 16) && aligned(u.u, 16);
-      mom_.host.push_back(u);
-      sizes.push_back(u.n);
+      src.push_back(params[i].g);
+      dst.push_back(u_.data() + layout_.u_off[i]);
     }
-    mom_chunks_.host = make_chunks(sizes);
-    mom_.upload(ctx_.stream());
-    mom_chunks_.upload(ctx_.stream());
+    set_momentum(src, dst);
   }
 
   NsEngine ns_;
@@ -687,8 +655,6 @@ class DevicePolarGrad : public DeviceMatrixOptimizer {
   std::unique_ptr<Qdwh> qdwh_impl_;
   DeviceBuffer<float> u_, p_, scales_;
   DeviceBuffer<double> partials_;
-  DeviceTable<MomUnit> mom_;
-  DeviceTable<Chunk> mom_chunks_;
 };
 
 }  // namespace

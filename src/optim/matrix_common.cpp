@@ -49,23 +49,38 @@ float orth_scale(const std::string& scale, int64_t out, int64_t in) {
   return (float)std::max(1.0, std::sqrt((double)out / (double)in));
 }
 
+MomentumRule::MomentumRule(const nlohmann::json& o)
+    : beta(o.at("momentum").get<float>()),
+      nesterov(o.at("nesterov").get<bool>()),
+      sum_form(o.at("momentum_form").get<std::string>() == "sum") {}
+
+void require_matrix(const GroupConfig& cfg, const ParamInfo& info) {
+  if (info.shape.size() == 2 && info.rows() >= 1 && info.cols() >= 1) return;
+  std::string shape;
+  for (int64_t d : info.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+  throw InputError("optimizer." + cfg.name + ": " + cfg.type + " updates 2-D matrices only, but " + info.name +
+                   " (role " + role_name(info.role) + ") has shape [" + shape +
+                   "]; route it to another group with \"roles\"");
+}
+
+void check_step_tensors(const std::string& group, const std::vector<const ParamInfo*>& infos,
+                        const std::vector<ParamRef>& params) {
+  if (params.size() != infos.size())
+    throw RuntimeError("optimizer." + group + ": step() got " + std::to_string(params.size()) + " tensors, created with " +
+                       std::to_string(infos.size()));
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params[i].info->name != infos[i]->name || params[i].info->numel != infos[i]->numel)
+      throw RuntimeError("optimizer." + group + ": step() tensor " + std::to_string(i) + " is " + params[i].info->name +
+                         ", expected " + infos[i]->name);
+}
+
 MatrixOptimizer::MatrixOptimizer(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& params)
-    : group_(cfg.name), wd_(cfg.weight_decay) {
-  beta_ = o.at("momentum").get<float>();
-  nesterov_ = o.at("nesterov").get<bool>();
-  sum_form_ = o.at("momentum_form").get<std::string>() == "sum";
+    : group_(cfg.name), wd_(cfg.weight_decay), rule_(o) {
   diag_rows_ = o.at("diagnostics_side").get<std::string>() == "rows";
   for (const auto& p : params) {
-    const ParamInfo& info = *p.info;
-    if (info.shape.size() != 2 || info.rows() < 1 || info.cols() < 1) {
-      std::string shape;
-      for (int64_t d : info.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
-      throw InputError("optimizer." + cfg.name + ": " + cfg.type + " updates 2-D matrices only, but " + info.name +
-                       " (role " + role_name(info.role) + ") has shape [" + shape +
-                       "]; route it to another group with \"roles\"");
-    }
-    infos_.push_back(&info);
-    m_.emplace_back(info.numel, 0.0f);
+    require_matrix(cfg, *p.info);
+    infos_.push_back(p.info);
+    m_.emplace_back(p.info->numel, 0.0f);
   }
 }
 
@@ -85,22 +100,19 @@ float* MatrixOptimizer::scratch(size_t which, size_t n) {
 void MatrixOptimizer::momentum_step(size_t i, const float* g, float* u) {
   float* m = m_[i].data();
   const int64_t n = (int64_t)m_[i].size();
-  const float b = beta_, omb = 1.0f - beta_;
-  const bool sum = sum_form_, nest = nesterov_;
+  const MomentumRule r = rule_;
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t j = 0; j < n; ++j) {
-    const float mj = sum ? b * m[j] + g[j] : b * m[j] + omb * g[j];
+    const float mj = r.next_m(m[j], g[j]);
     m[j] = mj;
-    u[j] = nest ? (sum ? g[j] + b * mj : omb * g[j] + b * mj) : mj;
+    u[j] = r.u(mj, g[j]);
   }
 }
 
 void MatrixOptimizer::momentum_peek(size_t i, const float* g, float* u) const {
   const float* m = m_[i].data();
   const int64_t n = (int64_t)m_[i].size();
-  const float b = beta_, omb = 1.0f - beta_;
-  const bool sum = sum_form_, nest = nesterov_;
-  for (int64_t j = 0; j < n; ++j) u[j] = nest ? (sum ? g[j] + b * m[j] : omb * g[j] + b * m[j]) : m[j];
+  for (int64_t j = 0; j < n; ++j) u[j] = rule_.u(m[j], g[j]);
 }
 
 void MatrixOptimizer::effective_gradient(size_t i, const float* g, float* out) const {
@@ -141,20 +153,18 @@ std::vector<double> dominance_ratios(const float* V, int64_t m, int64_t n, bool 
   return {sum / (double)k, lo, hi};
 }
 
-nlohmann::json MatrixOptimizer::diagnostics() {
-  if (last_.size() != infos_.size()) return nullptr;  // no step yet
+nlohmann::json dominance_diagnostics(const std::vector<const ParamInfo*>& infos, bool rows,
+                                     const std::function<void(size_t, std::vector<float>&)>& fill_u) {
   nlohmann::json per = nlohmann::json::object();
   double a = 0, lo = 0, hi = 0;
   int count = 0;
-  for (size_t i = 0; i < infos_.size(); ++i) {
-    const size_t n = m_[i].size();
-    float* ge = scratch(0, n);
-    float* v = scratch(1, n);
-    effective_gradient(i, last_[i].g, ge);
-    momentum_peek(i, ge, v);
-    auto r = dominance_ratios(v, infos_[i]->rows(), infos_[i]->cols(), diag_rows_);
+  std::vector<float> u;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    u.resize(infos[i]->numel);
+    fill_u(i, u);
+    auto r = dominance_ratios(u.data(), infos[i]->rows(), infos[i]->cols(), rows);
     if (r.empty()) continue;
-    per[infos_[i]->name] = {{"r_avg", r[0]}, {"r_min", r[1]}, {"r_max", r[2]}};
+    per[infos[i]->name] = {{"r_avg", r[0]}, {"r_min", r[1]}, {"r_max", r[2]}};
     a += r[0];
     lo += r[1];
     hi += r[2];
@@ -164,14 +174,17 @@ nlohmann::json MatrixOptimizer::diagnostics() {
   return {{"r_avg", a / count}, {"r_min", lo / count}, {"r_max", hi / count}, {"matrices", per}};
 }
 
+nlohmann::json MatrixOptimizer::diagnostics() {
+  if (last_.size() != infos_.size()) return nullptr;  // no step yet
+  return dominance_diagnostics(infos_, diag_rows_, [&](size_t i, std::vector<float>& u) {
+    float* ge = scratch(0, u.size());
+    effective_gradient(i, last_[i].g, ge);
+    momentum_peek(i, ge, u.data());
+  });
+}
+
 void MatrixOptimizer::begin_step(const std::vector<ParamRef>& params) {
-  if (params.size() != infos_.size())
-    throw RuntimeError("optimizer." + group_ + ": step() got " + std::to_string(params.size()) + " tensors, created with " +
-                       std::to_string(infos_.size()));
-  for (size_t i = 0; i < params.size(); ++i)
-    if (params[i].info->name != infos_[i]->name || params[i].info->numel != infos_[i]->numel)
-      throw RuntimeError("optimizer." + group_ + ": step() tensor " + std::to_string(i) + " is " + params[i].info->name +
-                         ", expected " + infos_[i]->name);
+  check_step_tensors(group_, infos_, params);
   last_ = params;
 }
 

@@ -3,6 +3,7 @@
 // a JSON object) and the per-type factories behind make_optimizer. The shared machinery of the
 // matrix methods (momentum, Newton-Schulz options, update rule, diagnostics) is here too.
 #pragma once
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -66,6 +67,28 @@ void read_diagnostics_option(JsonSection& s, nlohmann::json& o);
 // Jordan's Muon), "moonlight" 0.2 sqrt(max(out, in)) (matches AdamW's update RMS, Moonlight).
 float orth_scale(const std::string& scale, int64_t out, int64_t in);
 
+// ---- shared by the CPU matrix methods (MatrixOptimizer) and their device twins ----
+// The momentum rule of the options (momentum, nesterov, momentum_form); see MatrixOptimizer.
+struct MomentumRule {
+  float beta = 0.95f;
+  bool nesterov = true, sum_form = false;
+  MomentumRule() = default;
+  explicit MomentumRule(const nlohmann::json& o);
+  float next_m(float m, float g) const { return sum_form ? beta * m + g : beta * m + (1.0f - beta) * g; }
+  // U from the updated M and the gradient that produced it.
+  float u(float m, float g) const { return nesterov ? (sum_form ? g + beta * m : (1.0f - beta) * g + beta * m) : m; }
+};
+// InputError unless `info` is a 2-D matrix (names the group, type, tensor, role and shape).
+void require_matrix(const GroupConfig& cfg, const ParamInfo& info);
+// RuntimeError unless step() got the tensors of creation (same names, sizes and order).
+void check_step_tensors(const std::string& group, const std::vector<const ParamInfo*>& infos,
+                        const std::vector<ParamRef>& params);
+// The diagnostics object of a matrix group: dominance_ratios of each tensor's U (rows: the
+// "diagnostics_side"), per matrix and averaged; null when no tensor has two rows. fill_u(i, buf)
+// writes U of tensor i (numel floats) into buf.
+nlohmann::json dominance_diagnostics(const std::vector<const ParamInfo*>& infos, bool rows,
+                                     const std::function<void(size_t, std::vector<float>&)>& fill_u);
+
 // Base of every matrix method: one momentum buffer per tensor ("m/<name>"), the momentum rule,
 // the decoupled-decay update and the diagonal-dominance diagnostics.
 //   ema: M = b M + (1 - b) G,  U = nesterov ? (1 - b) G + b M : M
@@ -93,8 +116,8 @@ class MatrixOptimizer : public Optimizer {
 
   std::string group_;
   float wd_ = 0;
-  float beta_ = 0.95f;
-  bool nesterov_ = true, sum_form_ = false, diag_rows_ = false;
+  MomentumRule rule_;
+  bool diag_rows_ = false;
   std::vector<const ParamInfo*> infos_;
   std::vector<std::vector<float>> m_;
   std::vector<ParamRef> last_;
