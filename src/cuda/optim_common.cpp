@@ -99,6 +99,14 @@ BatchedGemm::~BatchedGemm() {
 }
 
 namespace {
+// The largest power of two <= 256 dividing the byte offset of a bf16 element `elems` in (leading
+// dimensions, batch strides and block offsets alike): what cuBLASLt may assume of the address.
+uint32_t offset_align(long long elems) {
+  uint32_t a = 256;
+  while (a > 2 && (2 * elems) % a != 0) a >>= 1;
+  return a;
+}
+
 cublasLtMatrixLayout_t make_layout(int rows, int cols, int ld, int batch, long long stride) {
   cublasLtMatrixLayout_t l = nullptr;
   OPT_CUBLAS(cublasLtMatrixLayoutCreate(&l, CUDA_R_16BF, rows, cols, ld));
@@ -124,13 +132,10 @@ void BatchedGemm::prepare(DeviceCtx& ctx, const GemmSpec& sp) {
   ctx.lt();
   const size_t ws = ctx.lt_workspace_bytes();
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-  // Base pointers are 256-byte aligned; batch strides and leading dimensions of odd shapes are not,
-  // so tell the heuristic what every batch member's address can promise.
+  // Base pointers promise sp.base_align (256 for buffer bases); batch strides and leading
+  // dimensions of odd shapes lower it, so tell the heuristic what every member's address promises.
   auto align = [&](int ld, long long stride) {
-    uint32_t a = sp.base_align;
-    const long long lb = 2LL * ld, sb = 2LL * stride;
-    while (a > 2 && (lb % a != 0 || (sp.batch > 1 && sb % a != 0))) a >>= 1;
-    return a;
+    return std::min({sp.base_align, offset_align(ld), sp.batch > 1 ? offset_align(stride) : 256u});
   };
   const uint32_t aA = align(sp.lda, sp.sA), aB = align(sp.ldb, sp.sB), aC = align(sp.ldc, sp.sC);
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aA, sizeof aA);
@@ -168,15 +173,6 @@ void BatchedGemm::run(DeviceCtx& ctx, float alpha, const void* A, const void* B,
 }
 
 // ---------------------------------------------------------------- NsEngine
-
-namespace {
-// The largest power of two <= 256 dividing the byte offset of a bf16 block at `elems` elements.
-uint32_t offset_align(long long elems) {
-  uint32_t a = 256;
-  while (a > 2 && (2 * elems) % a != 0) a >>= 1;
-  return a;
-}
-}  // namespace
 
 void NsEngine::set_symmetric(bool on) {
   if (!plans_.empty()) throw RuntimeError("NsEngine: set_symmetric after add_plan");
@@ -273,31 +269,25 @@ const void* NsEngine::run(int plan, const float* src, const NsCoefficients& c, i
   for (int t = 0; t < steps; ++t) {
     const auto& abc = c.steps[std::min<size_t>((size_t)t, c.steps.size() - 1)];
     const float a = (float)abc[0], b = (float)abc[1], cc = (float)abc[2];
+    uint16_t* A = a_.data();
+    uint16_t* B = b_.data();
+    p.g1->run(ctx_, 1.0f, x, x, 0.0f, A, A);  // A = X X^T (tall) or Z^T Z; split: A[:, :h]
     if (p.h > 0) {
       const int s = (int)p.s, h = p.h;
       const long long d = (long long)h * s + h;  // the trailing diagonal block
-      uint16_t* A = a_.data();
-      uint16_t* B = b_.data();
       const uint16_t* x2 = x + (p.tall ? (long long)h : (long long)h * p.l);  // X[h:, :] or Z[:, h:]
-      p.g1->run(ctx_, 1.0f, x, x, 0.0f, A, A);          // A[:, :h]
       p.g1b->run(ctx_, 1.0f, x2, x2, 0.0f, A + d, A + d);  // A[h:, h:]
       mirror_block_bf16(A, s, h, p.count, p.s * p.s, ctx_.stream());
-      p.g2->run(ctx_, cc, A, A, b, A, B);                     // B[:, :h]
-      p.g2b->run(ctx_, cc, A + h, A + h, b, A + d, B + d);    // B[h:, h:]
+      p.g2->run(ctx_, cc, A, A, b, A, B);                   // B[:, :h]
+      p.g2b->run(ctx_, cc, A + h, A + h, b, A + d, B + d);  // B[h:, h:]
       mirror_block_bf16(B, s, h, p.count, p.s * p.s, ctx_.stream());
-      if (p.tall)
-        p.g3->run(ctx_, 1.0f, B, x, a, x, y);  // X' = B X + a X
-      else
-        p.g3->run(ctx_, 1.0f, x, B, a, x, y);  // Z' = Z B^T + a Z
-    } else if (p.tall) {
-      p.g1->run(ctx_, 1.0f, x, x, 0.0f, a_.data(), a_.data());     // A = X X^T
-      p.g2->run(ctx_, cc, a_.data(), a_.data(), b, a_.data(), b_.data());  // B = c A^2 + b A
-      p.g3->run(ctx_, 1.0f, b_.data(), x, a, x, y);                 // X' = B X + a X
     } else {
-      p.g1->run(ctx_, 1.0f, x, x, 0.0f, a_.data(), a_.data());     // A = Z^T Z
-      p.g2->run(ctx_, cc, a_.data(), a_.data(), b, a_.data(), b_.data());
-      p.g3->run(ctx_, 1.0f, x, b_.data(), a, x, y);                 // Z' = Z B^T + a Z
+      p.g2->run(ctx_, cc, A, A, b, A, B);  // B = c A^2 + b A
     }
+    if (p.tall)
+      p.g3->run(ctx_, 1.0f, B, x, a, x, y);  // X' = B X + a X
+    else
+      p.g3->run(ctx_, 1.0f, x, B, a, x, y);  // Z' = Z B^T + a Z
     std::swap(x, y);
   }
   return x;

@@ -100,7 +100,7 @@ class DeviceMuon : public DeviceMatrixOptimizer {
       : DeviceMatrixOptimizer(cfg, o, params), ns_(ctx_) {
     nsc_ = &ns_coefficients(o.at("coefficients").get<std::string>());
     ns_steps_ = o.at("ns_steps").get<int>();
-    ns_.set_symmetric(o.value("ns_symmetric", false));
+    ns_.set_symmetric(o.at("ns_symmetric").get<bool>());
     scale_ = o.at("scale").get<std::string>();
     const bool split = o.value("split_qkv", false);
     std::vector<int> blocks;
@@ -325,7 +325,7 @@ class DeviceLowRankMuon : public DeviceMatrixOptimizer {
       : DeviceMatrixOptimizer(cfg, o, params), ns_(ctx_), rng_(seed) {
     nsc_ = &ns_coefficients(o.at("coefficients").get<std::string>());
     ns_steps_ = o.at("ns_steps").get<int>();
-    ns_.set_symmetric(o.value("ns_symmetric", false));
+    ns_.set_symmetric(o.at("ns_symmetric").get<bool>());
     scale_ = o.at("scale").get<std::string>();
     rank_ = o.at("rank").get<int64_t>();
     full_threshold_ = o.at("full_threshold").get<int64_t>();
@@ -593,7 +593,7 @@ class DevicePolarGrad : public DeviceMatrixOptimizer {
     qdwh_ = o.at("polar").get<std::string>() == "qdwh";
     nsc_ = &ns_coefficients(o.at("coefficients").get<std::string>());
     ns_steps_ = o.at("ns_steps").get<int>();
-    ns_.set_symmetric(o.value("ns_symmetric", false));
+    ns_.set_symmetric(o.at("ns_symmetric").get<bool>());
     layout_ = make_layout(infos_, std::vector<int>(infos_.size(), 1), std::vector<bool>(infos_.size(), true));
     if (qdwh_) {
       qdwh_impl_ = std::make_unique<Qdwh>(ctx_, infos_);
