@@ -18,6 +18,7 @@
 #include "llmtrain/checkpoint.h"
 #include "llmtrain/error.h"
 #include "llmtrain/safetensors.h"
+#include "util/util.h"
 
 namespace fs = std::filesystem;
 using namespace llmtrain;

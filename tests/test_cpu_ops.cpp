@@ -1,4 +1,4 @@
-// The CPU reference ops (src/cpu/ops.h) against the mathematics they implement. For each op, in
+// The CPU reference ops (kernels/cpu/ops.h) against the mathematics they implement. For each op, in
 // double precision, the backward is compared with central finite differences of the scalar loss
 // L = sum(out * R) (R a fixed random tensor) with respect to every input and parameter. Gradient
 // buffers start from random values, so the same checks also prove the accumulate (+=) convention;

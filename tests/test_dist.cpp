@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "dist/tcp_store.h"
-#include "dist/zero.h"
+#include "train/zero.h"
 #include "llmtrain/comm.h"
 #include "llmtrain/error.h"
 #include "llmtrain/optim.h"

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "dist/grad_reducer.h"
+#include "train/grad_reducer.h"
 #include "llmtrain/backend.h"
 #include "llmtrain/comm.h"
 #include "llmtrain/error.h"

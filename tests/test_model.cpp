@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu/cpu_model.h"
+#include "model/cpu_model.h"
 #include "llmtrain/backend.h"
 #include "llmtrain/error.h"
 #include "llmtrain/model.h"

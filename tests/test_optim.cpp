@@ -12,8 +12,8 @@
 #include "llmtrain/error.h"
 #include "llmtrain/optim.h"
 #include "llmtrain/rng.h"
-#include "optim/linalg.h"
-#include "optim/newton_schulz.h"
+#include "cpu/linalg.h"
+#include "cpu/optim.h"
 #include "optim/optimizers.h"
 
 using namespace llmtrain;

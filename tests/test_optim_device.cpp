@@ -1,25 +1,18 @@
 // The on_device entry points of the optimizer layer as seen without a GPU: make_optimizer(...,
-// on_device = true) refuses with an InputError that says why (no CUDA in this build, or no visible
-// GPU), and copy_state_to_host / _from_host copy host state tensors as plain memory.
+// on_device = true) refuses with an InputError that says why (no CUDA plugin, or no visible GPU),
+// and copy_state_to_host / _from_host copy host state tensors as plain memory.
 #include <catch2/catch.hpp>
 #include <vector>
 
 #include "llmtrain/error.h"
 #include "llmtrain/optim.h"
-#if defined(LLMTRAIN_HAVE_CUDA)
-#include <cuda_runtime_api.h>
-#endif
+#include "util/cuda_plugin.h"
 
 using namespace llmtrain;
 
 TEST_CASE("optim device: on_device without CUDA or a GPU is an input error", "[optim]") {
-  bool gpu = false;
-#if defined(LLMTRAIN_HAVE_CUDA)
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) cudaGetLastError();
-  gpu = n > 0;
-#endif
-  if (gpu) {
+  const bool plugin = try_cuda_plugin() != nullptr;
+  if (cuda_device_count() > 0) {
     WARN("a GPU is visible: tests/gpu/test_gpu_optim.cpp covers the device optimizers");
     return;
   }
@@ -41,11 +34,10 @@ TEST_CASE("optim device: on_device without CUDA or a GPU is an input error", "[o
       FAIL("expected an InputError for " << type);
     } catch (const InputError& e) {
       const std::string msg = e.what();
-#if defined(LLMTRAIN_HAVE_CUDA)
-      CHECK(msg.find("none is visible") != std::string::npos);
-#else
-      CHECK(msg.find("this build has no CUDA") != std::string::npos);
-#endif
+      if (plugin)
+        CHECK(msg.find("none is visible") != std::string::npos);
+      else
+        CHECK(msg.find("this build has no CUDA") != std::string::npos);
     }
     // The host path is unchanged.
     CHECK(make_optimizer(cfg, refs, 1, false)->type() == type);

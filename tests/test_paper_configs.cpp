@@ -13,7 +13,7 @@
 
 #include "llmtrain/config.h"
 #include "llmtrain/error.h"
-#include "report/sweep.h"
+#include "tools/sweep.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -23,7 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llmtrain/error.h"
-#include "llmtrain/parquet.h"
+#include "tools/parquet.h"
 
 #ifndef LLMTRAIN_FIXTURES_DIR
 #define LLMTRAIN_FIXTURES_DIR "tests/fixtures"

@@ -15,8 +15,8 @@
 #include <string>
 
 #include "llmtrain/error.h"
-#include "report/report.h"
-#include "report/sweep.h"
+#include "tools/report.h"
+#include "tools/sweep.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -23,7 +23,7 @@
 #include "test_util.h"
 #include "llmtrain/error.h"
 #include "llmtrain/shard.h"
-#include "llmtrain/tokenize.h"
+#include "tools/tokenize.h"
 #include "llmtrain/tokenizer.h"
 #include "tokenizer/pretokenize.h"
 
@@ -446,7 +446,7 @@ TEST_CASE("tokenize: text files, separators, SentencePiece, max_docs, overwrite"
   CHECK(read_shards(st.shards) == expect);
 }
 
-#if __has_include("llmtrain/parquet.h")
+#if __has_include("tools/parquet.h")
 TEST_CASE("tokenize: Parquet input", "[tokenizer]") {
   TempDir d;
   const std::string pq = fixture("parquet/duckdb_zstd.parquet");

@@ -64,7 +64,7 @@ class Backend {
   // the last forward (Newton-Muon's second-moment statistics); nullptr for non-matrix params.
   virtual const float* matrix_input(size_t param_index, int64_t* rows) = 0;
 
-  // Overlapped data-parallel reduction (src/dist/grad_reducer.h). While set, backward() reports
+  // Overlapped data-parallel reduction (src/train/grad_reducer.h). While set, backward() reports
   // each range of grads() that is final for that backward, contiguous and descending: the final
   // norm and head [Model::block_begin(L), end) after the final norm's backward, block l's range
   // after block l, the embeddings [0, block_begin(0)) last. A device backend reports a range once

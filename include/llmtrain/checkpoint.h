@@ -55,12 +55,4 @@ bool is_complete_checkpoint(const std::string& dir);
 // is not a complete checkpoint.
 std::optional<std::string> resolve_resume(const std::string& spec, const std::string& run_dir);
 
-// Writes `content` to `path` via a temp file in the same directory: write, fsync, rename, fsync the
-// directory. Readers see either the old or the new content, never a torn file.
-void write_file_atomic(const std::string& path, const std::string& content);
-
-// Durability helpers shared by the shard and safetensors writers. RuntimeError naming the path.
-void fsync_path(const std::string& path);        // a regular file or a directory
-void fsync_parent_dir(const std::string& path);  // the directory containing `path`
-
 }  // namespace llmtrain

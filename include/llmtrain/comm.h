@@ -43,7 +43,7 @@ class Communicator {
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
 
-  // Gradient all-reduce overlapped with backward (src/dist/grad_reducer.h). start_all_reduce_sum
+  // Gradient all-reduce overlapped with backward (src/train/grad_reducer.h). start_all_reduce_sum
   // queues an in-place sum of data[0..n) and returns at once; the sum begins once the work queued
   // so far on the producer stream has written the data (nccl; the host already has it for gloo).
   // wait_all_reduces() returns when every queued sum is done (nccl: when the producer stream is

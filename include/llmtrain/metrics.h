@@ -30,7 +30,4 @@ class MetricsWriter {
 // logs and `llmtrain bench`.
 double mfu(double flops_per_token, double tokens, double seconds, double peak_flops);
 
-// "1:02:03" / "4:05" for ETA display.
-std::string format_duration(double seconds);
-
 }  // namespace llmtrain

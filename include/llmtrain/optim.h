@@ -26,7 +26,7 @@ struct ParamRef {
   const ParamInfo* info = nullptr;
   float* w = nullptr;
   float* g = nullptr;
-  // ZeRO-1 (src/dist/zero.h): when `info` describes a slice of a model tensor (some of its rows,
+  // ZeRO-1 (src/train/zero.h): when `info` describes a slice of a model tensor (some of its rows,
   // or a flat range), the whole tensor; null otherwise. Shape-dependent scales use it.
   const ParamInfo* whole = nullptr;
   // Device optimizers (make_optimizer with on_device): w and g are device pointers, and w_bf16,

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "llmtrain/error.h"
+#include "util/util.h"
 
 namespace fs = std::filesystem;
 
@@ -46,52 +47,6 @@ void fsync_tree(const fs::path& dir) {
 }
 
 }  // namespace
-
-void fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw RuntimeError(path + ": cannot open to fsync: " + std::strerror(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  // Some filesystems refuse fsync on directories (EINVAL); there is nothing more we can do there.
-  if (rc != 0 && err != EINVAL) throw RuntimeError(path + ": fsync failed: " + std::strerror(err));
-}
-
-void fsync_parent_dir(const std::string& path) {
-  fs::path parent = fs::path(path).parent_path();
-  fsync_path(parent.empty() ? "." : parent.string());
-}
-
-void write_file_atomic(const std::string& path, const std::string& content) {
-  const fs::path p(path);
-  const fs::path tmp = p.parent_path() / ("." + p.filename().string() + ".tmp." + std::to_string(::getpid()));
-  const std::string tmp_s = tmp.string();
-  int fd = ::open(tmp_s.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw RuntimeError(tmp_s + ": cannot create: " + std::strerror(errno));
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t w = ::write(fd, content.data() + done, content.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      std::string e = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp_s.c_str());
-      throw RuntimeError(tmp_s + ": write failed: " + e);
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::string e = std::strerror(errno);
-    ::unlink(tmp_s.c_str());
-    throw RuntimeError(tmp_s + ": fsync/close failed: " + e);
-  }
-  if (std::rename(tmp_s.c_str(), path.c_str()) != 0) {
-    std::string e = std::strerror(errno);
-    ::unlink(tmp_s.c_str());
-    throw RuntimeError(tmp_s + ": rename to " + path + " failed: " + e);
-  }
-  fsync_parent_dir(path);
-}
 
 bool is_complete_checkpoint(const std::string& dir) {
   std::error_code ec;

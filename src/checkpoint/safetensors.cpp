@@ -17,6 +17,7 @@
 
 #include "llmtrain/checkpoint.h"
 #include "llmtrain/error.h"
+#include "util/util.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is read in place: little-endian hosts only");
 

@@ -17,13 +17,7 @@
 #include "llmtrain/metrics.h"
 #include "llmtrain/model.h"
 #include "llmtrain/trainer.h"
-#if defined(LLMTRAIN_HAVE_CUDA)
-#include "cuda/bench.h"
-#include "cuda/device.h"
-#endif
-#if defined(LLMTRAIN_HAVE_CUDA_BACKEND)
-#include "cuda/cuda_backend_bench.h"
-#endif
+#include "util/cuda_plugin.h"
 
 namespace fs = std::filesystem;
 
@@ -55,21 +49,12 @@ Command add_bench_command(CLI::App& app) {
   const Command optim = add_bench_optim_command(sub);
   return {sub, [o, tr, gpu, optim]() {
             if (optim.app->parsed()) return optim.run();
-            if (gpu->parsed()) {
-#if defined(LLMTRAIN_HAVE_CUDA)
-              return cuda::run_gpu_microbench(std::cout);
-#else
-              throw InputError("bench gpu: this build has no CUDA support (nvcc was not found at configure time)");
-#endif
-            }
+            if (gpu->parsed()) return cuda_plugin("bench gpu").bench_gpu(std::cout);
             (void)tr;
             if (o->fwd_bwd_only) {
-#if defined(LLMTRAIN_HAVE_CUDA_BACKEND)
+              const CudaPlugin& cuda = cuda_plugin("bench train --fwd-bwd-only");
               RunConfig c = load_config(o->config, o->sets);
-              return cuda::bench_forward_backward(c, o->config, o->steps, o->warmup, std::cout);
-#else
-              throw InputError("bench train --fwd-bwd-only: this build has no CUDA backend");
-#endif
+              return cuda.bench_forward_backward(c, o->config, o->steps, o->warmup, std::cout);
             }
             std::string dir = (fs::temp_directory_path() / ("llmtrain_bench_" + std::to_string(getpid()))).string();
             std::vector<std::string> sets = o->sets;
@@ -117,14 +102,14 @@ Command add_bench_command(CLI::App& app) {
                                {"achieved_tflops", tok_s * model.flops_per_token(cfg.data.seq_len) / 1e12},
                                {"recompute", cfg.run.recompute},
                                {"memory_bytes", memory_bytes}};
-#if defined(LLMTRAIN_HAVE_CUDA)
-            if (cfg.run.backend == "cuda") {
-              const cuda::DeviceInfo dev = cuda::device_info();
-              out["device"] = dev.name;
-              out["peak_bf16_tflops"] = dev.peak_bf16_tflops;
-              out["mfu"] = mfu(model.flops_per_token(cfg.data.seq_len), tok_s, 1.0, dev.peak_bf16_tflops * 1e12);
+            if (cfg.run.backend == "cuda") {  // the training run above loaded the plugin already
+              std::string device;
+              double peak_tflops = 0;
+              cuda_plugin("bench train").device_summary(&device, &peak_tflops);
+              out["device"] = device;
+              out["peak_bf16_tflops"] = peak_tflops;
+              out["mfu"] = mfu(model.flops_per_token(cfg.data.seq_len), tok_s, 1.0, peak_tflops * 1e12);
             }
-#endif
             std::printf("%s\n", out.dump(2).c_str());
             return 0;
           }};

@@ -1,4 +1,4 @@
-// `llmtrain bench optim`: optimizer step cost per model size (see src/optim/bench_optim.h). On a
+// `llmtrain bench optim`: optimizer step cost per model size (see src/tools/bench_optim.h). On a
 // CUDA build with a visible GPU it times the device optimizers, otherwise the CPU ones; prints a
 // Markdown table (and optionally writes the rows as JSON).
 #include <algorithm>
@@ -8,11 +8,9 @@
 
 #include "cli/commands.h"
 #include "llmtrain/error.h"
-#include "optim/bench_optim.h"
+#include "tools/bench_optim.h"
 #include "optim/optimizers.h"
-#if defined(LLMTRAIN_HAVE_CUDA)
-#include <cuda_runtime_api.h>
-#endif
+#include "util/cuda_plugin.h"
 
 namespace llmtrain::cli {
 
@@ -59,26 +57,18 @@ Command add_bench_optim_command(CLI::App* bench) {
             bo.warmup = o->warmup;
             bo.seed = o->seed;
             bo.ns_symmetric = o->ns_symmetric;
-            bool gpu = false;
-#if defined(LLMTRAIN_HAVE_CUDA)
-            int n = 0;
-            if (cudaGetDeviceCount(&n) != cudaSuccess) {
-              cudaGetLastError();
-              n = 0;
-            }
-            gpu = o->device == "cuda" || (o->device == "auto" && n > 0);
+            // --device auto: the GPU when the CUDA plugin loads and sees one; cuda: it must.
+            const CudaPlugin* cuda =
+                o->device == "cuda" ? &cuda_plugin("bench optim --device cuda") : o->device == "auto" ? try_cuda_plugin() : nullptr;
+            const int n = cuda ? cuda->device_count() : 0;
+            const bool gpu = cuda && (o->device == "cuda" || n > 0);
             if (gpu && n == 0) throw InputError("bench optim --device cuda: no CUDA GPU is visible");
-#else
-            if (o->device == "cuda") throw InputError("bench optim --device cuda: this build has no CUDA");
-#endif
             std::vector<OptimBenchRow> rows;
             OptimBenchPeaks peaks;
-#if defined(LLMTRAIN_HAVE_CUDA)
             if (gpu) {
-              peaks = measure_peaks_cuda();
-              rows = bench_optimizers_cuda(bo);
+              cuda->measure_optim_peaks(&peaks);
+              cuda->bench_optimizers(bo, &rows);
             }
-#endif
             if (!gpu) {
               if (o->ns_symmetric != "off")
                 throw InputError("bench optim --ns-symmetric " + o->ns_symmetric +

@@ -15,7 +15,7 @@
 #include "llmtrain/model.h"
 #include "llmtrain/tokenizer.h"
 #include "train/checkpoint_io.h"
-#include "train/export.h"
+#include "tools/export.h"
 
 namespace fs = std::filesystem;
 

@@ -8,7 +8,7 @@
 #include "cli/commands.h"
 #include "dist/launcher.h"
 #include "llmtrain/error.h"
-#include "report/process.h"
+#include "tools/process.h"
 
 namespace llmtrain::cli {
 namespace {

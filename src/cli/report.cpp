@@ -8,8 +8,8 @@
 
 #include "cli/commands.h"
 #include "llmtrain/error.h"
-#include "report/process.h"
-#include "report/report.h"
+#include "tools/process.h"
+#include "tools/report.h"
 
 namespace fs = std::filesystem;
 

@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "report/sweep.h"
+#include "tools/sweep.h"
 
 namespace llmtrain::cli {
 

@@ -1,5 +1,5 @@
 // `llmtrain tokenize INPUT... --out DIR`: text corpora to llm.c token shards. A thin layer over
-// tokenize_corpus() (llmtrain/tokenize.h): option parsing, size suffixes, separator escapes and
+// tokenize_corpus() (tools/tokenize.h): option parsing, size suffixes, separator escapes and
 // the closing report.
 #include <spdlog/spdlog.h>
 
@@ -8,7 +8,7 @@
 
 #include "cli/commands.h"
 #include "llmtrain/error.h"
-#include "llmtrain/tokenize.h"
+#include "tools/tokenize.h"
 
 namespace llmtrain::cli {
 namespace {

@@ -16,6 +16,7 @@
 
 #include "llmtrain/checkpoint.h"
 #include "llmtrain/error.h"
+#include "util/util.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "llm.c shards are read in place: little-endian hosts only");
 

@@ -10,13 +10,11 @@
 #if LLMTRAIN_HAVE_GLOO
 #include "dist/gloo_comm.h"
 #endif
-#if LLMTRAIN_HAVE_NCCL
-#include "cuda/nccl_comm.h"
-#endif
+#include "dist/nccl_comm.h"
+#include "util/cuda_plugin.h"
 
 namespace llmtrain {
 
-#if LLMTRAIN_HAVE_GLOO || LLMTRAIN_HAVE_NCCL
 namespace {
 
 // The rendezvous of one communicator: the store (hosted here when this is rank 0 and no launcher
@@ -53,7 +51,6 @@ Rendezvous rendezvous(const std::string& kind, const DistEnv& env) {
 }
 
 }  // namespace
-#endif
 
 std::unique_ptr<Communicator> make_communicator(const std::string& kind, const DistEnv& env) {
   if (kind != "single" && kind != "gloo" && kind != "nccl")
@@ -64,7 +61,10 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind, const D
   if (kind == "single")
     throw InputError("communicator 'single' cannot serve a world of " + std::to_string(env.world) + " ranks");
   if (kind == "nccl") {
-#if LLMTRAIN_HAVE_NCCL
+    const CudaPlugin& cuda = cuda_plugin("communicator 'nccl' (" + std::to_string(env.world) + " GPU ranks)");
+    if (!cuda.make_nccl)
+      throw InputError("communicator 'nccl': this llmtrain was built without NCCL, so it cannot run " +
+                       std::to_string(env.world) + " GPU ranks (use run.backend=cpu for Gloo data parallelism)");
     Rendezvous rv = rendezvous("nccl", env);
     dist::NcclOptions o;
     o.rank = env.rank;
@@ -74,12 +74,7 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind, const D
     o.server = std::move(rv.server);
     o.prefix = rv.prefix;
     o.timeout = rv.timeout;
-    return dist::make_nccl_communicator(std::move(o));
-#else
-    throw InputError("communicator 'nccl' is not built in: this llmtrain was built without CUDA and NCCL, so it "
-                     "cannot run " + std::to_string(env.world) + " GPU ranks (use run.backend=cpu for Gloo data "
-                     "parallelism)");
-#endif
+    return cuda.make_nccl(&o);
   }
 #if LLMTRAIN_HAVE_GLOO
   Rendezvous rv = rendezvous("gloo", env);

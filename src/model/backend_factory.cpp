@@ -1,13 +1,10 @@
-// Backend selection by name. The CPU reference backend is always built; "cuda" needs a CUDA build
-// that includes the model-level CUDA backend.
+// Backend selection by name. The CPU reference backend is always built in; "cuda" comes from the
+// CUDA plugin (util/cuda_plugin.h), loaded here on first use.
 #include "llmtrain/backend.h"
 #include "llmtrain/error.h"
+#include "util/cuda_plugin.h"
 
 namespace llmtrain {
-
-#if defined(LLMTRAIN_HAVE_CUDA_BACKEND)
-std::unique_ptr<Backend> make_cuda_backend(const Model& model, int max_B, int max_T, const BackendOptions& opts);
-#endif
 
 BackendOptions backend_options(const RunConfig& cfg) {
   BackendOptions o;
@@ -30,16 +27,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const Model& mode
   if (opts.recompute < 0 || opts.recompute > 2)
     throw InputError("recompute: must be 0, 1 or 2, got " + std::to_string(opts.recompute));
   if (name == "cpu") return make_cpu_backend(model, max_B, max_T, opts);
-  if (name == "cuda") {
-#if defined(LLMTRAIN_HAVE_CUDA_BACKEND)
-    return make_cuda_backend(model, max_B, max_T, opts);
-#elif defined(LLMTRAIN_HAVE_CUDA)
-    throw InputError("run.backend: \"cuda\": this version has the CUDA kernels but not yet the CUDA training "
-                     "backend; use \"cpu\"");
-#else
-    throw InputError("run.backend: \"cuda\": this build has no CUDA support (nvcc was not found at configure time)");
-#endif
-  }
+  if (name == "cuda") return cuda_plugin("run.backend: \"cuda\"").make_backend(model, max_B, max_T, opts);
   throw InputError("run.backend: unknown backend \"" + name + "\" (expected cpu or cuda)");
 }
 

@@ -35,27 +35,17 @@ class AdamW : public Optimizer {
       throw RuntimeError("optimizer." + group_ + ": step() got a different tensor list than at creation");
     if (step < 1) throw RuntimeError("optimizer." + group_ + ": AdamW steps count from 1, got " + std::to_string(step));
     const double bc1 = 1.0 - std::pow(beta1_, (double)step), bc2 = 1.0 - std::pow(beta2_, (double)step);
-    const float b1 = (float)beta1_, b2 = (float)beta2_, omb1 = 1.0f - b1, omb2 = 1.0f - b2, eps = (float)eps_;
-    const float ibc1 = (float)(1.0 / bc1), ibc2 = (float)(1.0 / bc2);
-    const float step_size = uncorrected_ ? (float)(lr * std::sqrt(bc2) / bc1) : lr;
-    const bool unc = uncorrected_;
+    AdamArgs a;
+    a.b1 = (float)beta1_;
+    a.b2 = (float)beta2_;
+    a.eps = (float)eps_;
+    a.ibc1 = (float)(1.0 / bc1);
+    a.ibc2 = (float)(1.0 / bc2);
+    a.step_size = uncorrected_ ? (float)(lr * std::sqrt(bc2) / bc1) : lr;
+    a.uncorrected = uncorrected_;
     for (size_t i = 0; i < params.size(); ++i) {
-      const float keep = adamw_decays(infos_[i]->role) ? 1.0f - lr * wd_ : 1.0f;
-      float* w = params[i].w;
-      const float* g = params[i].g;
-      float* m = m_[i].data();
-      float* v = v_[i].data();
-      const int64_t n = (int64_t)m_[i].size();
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-      for (int64_t j = 0; j < n; ++j) {
-        const float gj = g[j];
-        const float mj = b1 * m[j] + omb1 * gj;
-        const float vj = b2 * v[j] + omb2 * gj * gj;
-        m[j] = mj;
-        v[j] = vj;
-        const float u = unc ? mj / (std::sqrt(vj) + eps) : (mj * ibc1) / (std::sqrt(vj * ibc2) + eps);
-        w[j] = w[j] * keep - step_size * u;
-      }
+      a.keep = adamw_decays(infos_[i]->role) ? 1.0f - lr * wd_ : 1.0f;
+      adamw_update(params[i].w, params[i].g, m_[i].data(), v_[i].data(), (int64_t)m_[i].size(), a);
     }
   }
 

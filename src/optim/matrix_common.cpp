@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "llmtrain/error.h"
-#include "optim/linalg.h"
+#include "cpu/linalg.h"
 #include "optim/optimizers.h"
 
 namespace llmtrain {
@@ -49,10 +49,13 @@ float orth_scale(const std::string& scale, int64_t out, int64_t in) {
   return (float)std::max(1.0, std::sqrt((double)out / (double)in));
 }
 
-MomentumRule::MomentumRule(const nlohmann::json& o)
-    : beta(o.at("momentum").get<float>()),
-      nesterov(o.at("nesterov").get<bool>()),
-      sum_form(o.at("momentum_form").get<std::string>() == "sum") {}
+MomentumRule momentum_rule(const nlohmann::json& o) {
+  MomentumRule r;
+  r.beta = o.at("momentum").get<float>();
+  r.nesterov = o.at("nesterov").get<bool>();
+  r.sum_form = o.at("momentum_form").get<std::string>() == "sum";
+  return r;
+}
 
 void require_matrix(const GroupConfig& cfg, const ParamInfo& info) {
   if (info.shape.size() == 2 && info.rows() >= 1 && info.cols() >= 1) return;
@@ -75,7 +78,7 @@ void check_step_tensors(const std::string& group, const std::vector<const ParamI
 }
 
 MatrixOptimizer::MatrixOptimizer(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& params)
-    : group_(cfg.name), wd_(cfg.weight_decay), rule_(o) {
+    : group_(cfg.name), wd_(cfg.weight_decay), rule_(momentum_rule(o)) {
   diag_rows_ = o.at("diagnostics_side").get<std::string>() == "rows";
   for (const auto& p : params) {
     require_matrix(cfg, *p.info);
@@ -98,15 +101,7 @@ float* MatrixOptimizer::scratch(size_t which, size_t n) {
 }
 
 void MatrixOptimizer::momentum_step(size_t i, const float* g, float* u) {
-  float* m = m_[i].data();
-  const int64_t n = (int64_t)m_[i].size();
-  const MomentumRule r = rule_;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t j = 0; j < n; ++j) {
-    const float mj = r.next_m(m[j], g[j]);
-    m[j] = mj;
-    u[j] = r.u(mj, g[j]);
-  }
+  momentum_update(rule_, m_[i].data(), g, u, (int64_t)m_[i].size());
 }
 
 void MatrixOptimizer::momentum_peek(size_t i, const float* g, float* u) const {
@@ -120,11 +115,7 @@ void MatrixOptimizer::effective_gradient(size_t i, const float* g, float* out) c
 }
 
 void MatrixOptimizer::apply_update(const ParamRef& p, const float* d, float lr, float scale) const {
-  const float keep = 1.0f - lr * wd_, step = lr * scale;
-  float* w = p.w;
-  const int64_t n = (int64_t)p.info->numel;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t j = 0; j < n; ++j) w[j] = w[j] * keep - step * d[j];
+  decay_update(p.w, d, (int64_t)p.info->numel, 1.0f - lr * wd_, lr * scale);
 }
 
 std::vector<double> dominance_ratios(const float* V, int64_t m, int64_t n, bool rows) {

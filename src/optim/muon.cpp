@@ -3,15 +3,9 @@
 #include "optim/muon.h"
 
 #include "llmtrain/error.h"
+#include "util/util.h"
 
 namespace llmtrain {
-namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
 
 Muon::Muon(const GroupConfig& cfg, const nlohmann::json& o, const std::vector<ParamRef>& params)
     : MatrixOptimizer(cfg, o, params) {

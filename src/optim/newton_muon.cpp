@@ -10,7 +10,7 @@
 #include <unordered_map>
 
 #include "llmtrain/error.h"
-#include "optim/linalg.h"
+#include "cpu/linalg.h"
 #include "optim/muon.h"
 
 namespace llmtrain {

@@ -11,7 +11,7 @@
 
 #include "config/json_section.h"
 #include "llmtrain/optim.h"
-#include "optim/newton_schulz.h"
+#include "cpu/optim.h"
 
 namespace llmtrain {
 
@@ -34,7 +34,7 @@ void read_type_options(const std::string& type, JsonSection& s, nlohmann::json& 
 // The options of cfg re-read through read_type_options (defaults filled, unknown keys rejected).
 nlohmann::json checked_type_options(const GroupConfig& cfg);
 
-// The CUDA twins (src/cuda/optim_factory.cpp; defined only in builds with CUDA): same options and
+// The CUDA twins (src/optim/matrix_common_cuda.cpp; defined in the CUDA plugin only): same options and
 // state names as the CPU optimizer of cfg.type, ParamRefs and state in device memory.
 std::unique_ptr<Optimizer> make_device_optimizer(const GroupConfig& cfg, const nlohmann::json& o,
                                                  const std::vector<ParamRef>& p, uint64_t seed);
@@ -68,16 +68,8 @@ void read_diagnostics_option(JsonSection& s, nlohmann::json& o);
 float orth_scale(const std::string& scale, int64_t out, int64_t in);
 
 // ---- shared by the CPU matrix methods (MatrixOptimizer) and their device twins ----
-// The momentum rule of the options (momentum, nesterov, momentum_form); see MatrixOptimizer.
-struct MomentumRule {
-  float beta = 0.95f;
-  bool nesterov = true, sum_form = false;
-  MomentumRule() = default;
-  explicit MomentumRule(const nlohmann::json& o);
-  float next_m(float m, float g) const { return sum_form ? beta * m + g : beta * m + (1.0f - beta) * g; }
-  // U from the updated M and the gradient that produced it.
-  float u(float m, float g) const { return nesterov ? (sum_form ? g + beta * m : (1.0f - beta) * g + beta * m) : m; }
-};
+// The momentum rule of the options (momentum, nesterov, momentum_form); see cpu/optim.h.
+MomentumRule momentum_rule(const nlohmann::json& o);
 // InputError unless `info` is a 2-D matrix (names the group, type, tensor, role and shape).
 void require_matrix(const GroupConfig& cfg, const ParamInfo& info);
 // RuntimeError unless step() got the tensors of creation (same names, sizes and order).

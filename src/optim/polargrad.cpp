@@ -6,7 +6,7 @@
 // Newton-Schulz set ("polar": "ns"; nu = <U, P> is then the nuclear norm of the approximation).
 // Unlike Muon there is no shape scale: nu already carries the magnitude of the momentum.
 #include "llmtrain/error.h"
-#include "optim/linalg.h"
+#include "cpu/linalg.h"
 #include "optim/optimizers.h"
 
 namespace llmtrain {

@@ -9,6 +9,7 @@
 
 #include "llmtrain/error.h"
 #include "llmtrain/safetensors.h"
+#include "util/util.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

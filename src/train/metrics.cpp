@@ -7,6 +7,7 @@
 
 #include "llmtrain/checkpoint.h"
 #include "llmtrain/error.h"
+#include "util/util.h"
 
 namespace llmtrain {
 
@@ -48,17 +49,6 @@ void MetricsWriter::write(const nlohmann::json& record) {
 double mfu(double flops_per_token, double tokens, double seconds, double peak_flops) {
   if (!(peak_flops > 0) || !(seconds > 0)) return 0.0;
   return flops_per_token * tokens / seconds / peak_flops;
-}
-
-std::string format_duration(double seconds) {
-  if (!(seconds >= 0) || seconds > 1e9) return "?";
-  long s = (long)(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
-  return buf;
 }
 
 }  // namespace llmtrain

@@ -26,10 +26,11 @@
 #include "llmtrain/rng.h"
 #include "llmtrain/safetensors.h"
 #include "llmtrain/tokenizer.h"
-#include "dist/grad_reducer.h"
-#include "dist/zero.h"
+#include "train/grad_reducer.h"
+#include "train/zero.h"
 #include "train/checkpoint_io.h"
 #include "train/fault.h"
+#include "util/util.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -106,7 +107,7 @@ int train(const RunConfig& cfg, const TrainOptions& opts) {
     all.push_back(ParamRef{&p, backend->params() + p.offset, backend->grads() + p.offset});
   auto assigned = assign_groups(gcfgs, all);
   // ZeRO-1: each rank keeps optimizer state for (and updates) only its share of every group, then
-  // the updated weights are all-gathered (src/dist/zero.h).
+  // the updated weights are all-gathered (src/train/zero.h).
   std::unique_ptr<dist::Zero1> zero;
   if (cfg.run.zero == 1) {
     // The weight all-gather packs slices in the memory the weights live in (device memory on cuda).

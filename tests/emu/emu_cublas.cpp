@@ -1,5 +1,5 @@
 // Reference cuBLAS (v2 API) and cuSOLVER dense routines for the CPU emulator: exactly the calls the
-// device optimizers (src/cuda/optim_*.cpp) make, implemented from the documented column-major
+// device optimizers (src/optim/*_cuda.cpp) make, implemented from the documented column-major
 // BLAS / LAPACK semantics with plain loops (double accumulation). Host pointer mode only (the
 // default). Larger than a stub because the optimizer tests compare against the CPU optimizers.
 #include <cublas_v2.h>

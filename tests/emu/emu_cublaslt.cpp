@@ -1,6 +1,6 @@
 // A reference cuBLASLt for the CPU emulator: the descriptor API and cublasLtMatmul as the cuBLAS
 // documentation defines them, written from the documentation and not from our wrapper
-// (src/cuda/matmul.cu), so that a misunderstanding of the API there shows up as a failing test.
+// (kernels/cuda/matmul.cu), so that a misunderstanding of the API there shows up as a failing test.
 //   D = epilogue(alpha * op(A) op(B) + beta * C), column-major, op = N or T, leading dimensions,
 //   strided batches (BATCH_COUNT, STRIDED_BATCH_OFFSET in elements), fp32 compute and scale type,
 //   A/B bf16 or fp32, C/D bf16 or fp32; beta == 0 never reads C (it may hold NaN).

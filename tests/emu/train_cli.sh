@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `llmtrain train` with run.backend=cuda end to end on the CUDA emulator (llmtrain_emu): the trainer
-# with the device optimizers (Muon's batched Newton-Schulz + AdamW; RMNP on LLaMA), checkpoints with
+# `llmtrain train` with run.backend=cuda end to end on the CUDA emulator (the llmtrain binary with
+# LLMTRAIN_CUDA_PLUGIN naming the emulated plugin, libllmtrain_cuda_emu.so): the trainer with the
+# device optimizers (Muon's batched Newton-Schulz + AdamW; RMNP on LLaMA), checkpoints with
 # device optimizer state, and the claims that need the whole loop: a resumed run is bitwise the
 # uninterrupted one (with nearest and with stochastic rounding), run.recompute=2 and run.zero=1 change
 # nothing, and the loss curve stays with the CPU backend's. What only a GPU can show (speed, real

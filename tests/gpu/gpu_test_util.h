@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/device.h"
+#include "model/cuda_device.h"
 #include "cuda/ops.h"
 #include "llmtrain/rng.h"
 

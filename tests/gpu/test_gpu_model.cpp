@@ -13,7 +13,7 @@
 #include <memory>
 #include <vector>
 
-#include "cuda/cuda_backend.h"
+#include "model/cuda_backend.h"
 #include "gpu_test_util.h"
 #include "llmtrain/backend.h"
 #include "llmtrain/error.h"

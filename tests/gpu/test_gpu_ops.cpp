@@ -1,4 +1,4 @@
-// Every CUDA op (src/cuda/ops.h) against its CPU reference (src/cpu/ops.h) on seeded random
+// Every CUDA op (kernels/cuda/ops.h) against its CPU reference (kernels/cpu/ops.h) on seeded random
 // inputs. Inputs are rounded to bf16 first, so both sides start from identical values and what is
 // measured is the device op's own error: bf16 outputs within 1e-2 norm-wise relative error (a
 // single bf16 rounding is ~2e-3), fp32 results (statistics, parameter gradients, norms) within

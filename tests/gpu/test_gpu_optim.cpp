@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "cuda/device.h"
-#include "cuda/optim_common.h"
+#include "model/cuda_device.h"
+#include "optim/matrix_common_cuda.h"
 #include "llmtrain/optim.h"
 #include "llmtrain/rng.h"
-#include "optim/bench_optim.h"
-#include "optim/newton_schulz.h"
+#include "tools/bench_optim.h"
+#include "cpu/optim.h"
 
 using namespace llmtrain;
 
