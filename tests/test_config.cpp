@@ -1,14 +1,18 @@
-// Config loading: presets, defaults, --set overrides, and strict validation messages that name
-// the file and the dotted key.
+// Config loading: presets, inheritance through "base", defaults, --set overrides, and strict
+// validation messages that name the file and the dotted key.
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "llmtrain/config.h"
 #include "llmtrain/error.h"
+#include "test_util.h"
 
 using namespace llmtrain;
 using nlohmann::json;
+using llmtrain::test::TempDir;
 
 namespace {
 
@@ -156,4 +160,125 @@ TEST_CASE("the resolved config loads back to the same config, with or without a 
     CHECK(b.model.arch == a.model.arch);
     CHECK(b.model.n_kv_head == a.model.n_kv_head);
   }
+}
+
+namespace {
+
+void write_file(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+std::string load_error(const std::string& path, const std::vector<std::string>& sets = {}) {
+  try {
+    load_config(path, sets);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("base: files inherit recursively; objects merge, lists and values replace, null deletes", "[config]") {
+  TempDir t("cfg_base");
+  write_file(t.file("common.json"), R"(// shared setup
+    {"model": {"preset": "gpt2-tiny", "bias": false},
+     "data": {"train": "x_train_*.bin", "seq_len": 64, "micro_batch": 2, "shuffle": false},
+     "optimizer": {"adamw": {"type": "adamw", "lr": 0.001, "weight_decay": 0.1}},
+     "run": {"steps": 10, "name": "common", "log_every": 5}})");
+  write_file(t.file("matrix.json"), R"({"optimizer": {"matrix": {"type": "muon", "momentum": 0.9,
+                                         "roles": ["hidden_matrix", "embedding"]}}})");
+  // Two bases in list order, from a subdirectory: paths are relative to the file naming them.
+  write_file(t.file("runs/muon.json"), R"({"base": ["../common.json", "../matrix.json"],
+     "optimizer": {"matrix": {"lr": 0.02, "roles": ["hidden_matrix"]}, "adamw": {"weight_decay": null}},
+     "data": {"shuffle": null}, "run": {"name": "muon"}})");
+  write_file(t.file("runs/deeper.json"), R"({"base": "muon.json", "model": {"n_layer": 2}})");
+
+  RunConfig c = load_config(t.file("runs/deeper.json"));
+  CHECK(c.model.n_layer == 2);          // explicit key over the preset, from the last file
+  CHECK(c.model.n_embd == 128);         // from the preset named in common.json
+  CHECK_FALSE(c.model.bias);
+  CHECK(c.data.shuffle);                // null removed common.json's false: the default applies
+  CHECK(c.run.steps == 10);
+  CHECK(c.run.name == "muon");
+  CHECK(c.run.log_every == 5);
+  const json& m = c.optimizer["matrix"];
+  CHECK(m["type"] == "muon");            // from matrix.json
+  CHECK(m["momentum"] == 0.9);
+  CHECK(m["lr"] == 0.02);                // added by muon.json
+  CHECK(m["roles"] == json::array({"hidden_matrix"}));  // lists replace, they do not merge
+  CHECK(c.optimizer["adamw"]["lr"] == 0.001);
+  CHECK_FALSE(c.optimizer["adamw"].contains("weight_decay"));
+  CHECK_FALSE(c.resolved.contains("base"));  // run.dir/config.json is fully expanded
+  CHECK(config_from_json(c.resolved, "state.json").resolved == c.resolved);
+
+  // --set applies after the merge and replaces the value at its key (objects too); null deletes.
+  RunConfig o = load_config(t.file("runs/deeper.json"),
+                            {"optimizer.matrix={\"type\": \"rmnp\", \"lr\": 0.004}", "run.log_every=null"});
+  CHECK(o.optimizer["matrix"] == json::parse(R"({"type": "rmnp", "lr": 0.004})"));
+  CHECK(o.run.log_every == 1);
+  o = load_config(t.file("runs/deeper.json"), {"optimizer.matrix=null"});
+  CHECK_FALSE(o.optimizer.contains("matrix"));
+
+  // A preset file works as a base as well.
+  write_file(t.file("preset_base.json"), R"({"base": ")" + std::string(LLMTRAIN_SOURCE_DIR) +
+                                             R"(/configs/models/llama-60m.json", "data": {"train": "x"}})");
+  RunConfig p = load_config(t.file("preset_base.json"));
+  CHECK(p.model.is_llama());
+  CHECK(p.model.intermediate_size == 1376);
+}
+
+TEST_CASE("base: cycles, missing files and bad values are input errors naming the chain", "[config]") {
+  TempDir t("cfg_base_err");
+  write_file(t.file("a.json"), R"({"base": "sub/b.json"})");
+  write_file(t.file("sub/b.json"), R"({"base": ["c.json"]})");
+  write_file(t.file("sub/c.json"), R"({"base": "../a.json"})");
+  CHECK_THAT(load_error(t.file("a.json")),
+             Catch::Contains("a.json -> " + t.file("sub/b.json") + " -> " + t.file("sub/c.json") + " -> " +
+                             t.file("a.json") + ": base: inheritance cycle"));
+  write_file(t.file("self.json"), R"({"base": "self.json"})");
+  CHECK_THAT(load_error(t.file("self.json")), Catch::Contains("base: inheritance cycle"));
+
+  write_file(t.file("m.json"), R"({"base": "sub/missing.json"})");
+  write_file(t.file("top.json"), R"({"base": "m.json"})");
+  CHECK_THAT(load_error(t.file("top.json")),
+             Catch::Contains(t.file("top.json") + " -> " + t.file("m.json") + ": base: cannot open " +
+                             t.file("sub/missing.json")));
+
+  write_file(t.file("num.json"), R"({"base": 3})");
+  CHECK_THAT(load_error(t.file("num.json")), Catch::Contains("num.json: base: expected a config path"));
+  write_file(t.file("empty.json"), R"({"base": []})");
+  CHECK_THAT(load_error(t.file("empty.json")), Catch::Contains("empty.json: base: expected"));
+  write_file(t.file("badjson.json"), R"({"model": )");
+  write_file(t.file("child.json"), R"({"base": "badjson.json"})");
+  CHECK_THAT(load_error(t.file("child.json")),
+             Catch::Contains("child.json -> " + t.file("badjson.json") + ": invalid JSON"));
+  write_file(t.file("list.json"), R"([1, 2])");
+  write_file(t.file("child2.json"), R"({"base": "list.json"})");
+  CHECK_THAT(load_error(t.file("child2.json")), Catch::Contains("list.json: expected a JSON object"));
+
+  // Only files inherit: a JSON object handed over directly (a checkpoint's state.json) may not.
+  CHECK_THROWS_WITH(config_from_json(json::parse(R"({"base": "x.json"})"), "state.json"),
+                    Catch::Contains("state.json: base: inheritance is resolved when a file is loaded"));
+}
+
+TEST_CASE("model presets are the JSON files under configs/models", "[config]") {
+  const auto names = model_preset_names();
+  for (const char* n : {"gpt2-tiny", "gpt2-124m", "gpt2-1.5b", "llama-tiny", "llama-130m"})
+    CHECK(std::find(names.begin(), names.end(), n) != names.end());
+  for (const auto& n : names) {
+    INFO("preset " << n);
+    json m;
+    REQUIRE(model_preset(n, m));
+    json j = base();
+    j["model"] = json{{"preset", n}};
+    j["data"]["seq_len"] = 16;
+    j["data"].erase("delimiter");
+    if (m.value("arch", "") == "llama") j["data"]["delimiter"] = 1;
+    CHECK_NOTHROW(config_from_json(j, "cfg.json"));
+  }
+  json m;
+  CHECK_FALSE(model_preset("../models/gpt2-124m", m));  // a name, never a path
+  CHECK_FALSE(model_preset("gpt5", m));
 }

@@ -2,6 +2,13 @@
 // run), validated strictly at load: an unknown key, a wrong type or an impossible value is an
 // InputError naming the file and the dotted key. `--set key=value` overrides are applied to the
 // JSON before validation so they are checked exactly like file values.
+//
+// Inheritance: a file may name `"base": "path"` or `"base": ["a", "b"]` (paths relative to the file
+// that names them). The bases load first, recursively and in list order, then the file's own keys
+// merge on top as a JSON merge patch (RFC 7386): objects merge key by key (optimizer groups
+// included), null deletes the inherited key, anything else (lists too) replaces. `--set` applies to
+// the fully merged JSON and replaces the value at its key (null deletes it). The resolved config
+// (RunConfig::resolved) is fully expanded and has no "base".
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -85,10 +92,16 @@ struct RunConfig {
 // Loads, applies overrides ("run.steps=10", "optimizer.matrix.type=\"muon\"" or unquoted strings),
 // resolves presets and defaults, validates everything. Throws InputError.
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The file with its bases merged, not yet validated. InputError for a missing file, bad JSON, a bad
+// "base" value or an inheritance cycle, naming the chain of files ("a.json -> b.json: base: ...").
+nlohmann::json load_config_json(const std::string& path);
 RunConfig config_from_json(nlohmann::json j, const std::string& source);
-// Applies one "a.b.c=value" override to j (value parsed as JSON, else taken as a string).
+// Applies one "a.b.c=value" override to j (value parsed as JSON, else taken as a string; null
+// removes the key).
 void apply_override(nlohmann::json& j, const std::string& kv, const std::string& source);
-// Named model sizes ("gpt2-124m", "llama-130m", ...); returns false when unknown.
+// Named model sizes ("gpt2-124m", "llama-130m", ...): the "model" object of configs/models/<name>.json,
+// looked up in $LLMTRAIN_CONFIG_DIR/models, the source tree's configs/models, ./configs/models.
+// Returns false when unknown; InputError when the file is broken.
 bool model_preset(const std::string& name, nlohmann::json& out);
 std::vector<std::string> model_preset_names();
 

@@ -1,9 +1,14 @@
-// Loading and validating run configs: JSON file -> overrides -> model preset -> strict typed
-// sections -> RunConfig, plus the resolved JSON (every default filled in) that the trainer prints
-// at start and stores in each checkpoint.
+// Loading and validating run configs: JSON file with its "base" files merged underneath ->
+// overrides -> model preset -> strict typed sections -> RunConfig, plus the resolved JSON (every
+// default filled in, no "base") that the trainer prints at start and stores in each checkpoint.
 #include "llmtrain/config.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "config/json_section.h"
@@ -12,33 +17,84 @@
 
 namespace llmtrain {
 
+namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-struct Preset {
-  const char* name;
-  const char* json;
-};
+// Model presets are JSON files, configs/models/<name>.json, each a config fragment holding one
+// "model" section (so a run config can also take one as its "base"). Searched in this order:
+// $LLMTRAIN_CONFIG_DIR/models (an installed tree), the source tree's configs/models (a build runs
+// without installing), ./configs/models.
+std::vector<std::string> preset_dirs() {
+  std::vector<std::string> dirs;
+  if (const char* d = std::getenv("LLMTRAIN_CONFIG_DIR"); d && *d) dirs.push_back(std::string(d) + "/models");
+#ifdef LLMTRAIN_SOURCE_DIR
+  dirs.push_back(std::string(LLMTRAIN_SOURCE_DIR) + "/configs/models");
+#endif
+  dirs.push_back("configs/models");
+  return dirs;
+}
 
-// GPT-2 sizes follow the OpenAI releases (124M/355M/774M/1.5B) plus the smaller and in-between
-// sizes of the RMNP/MARS timing table; LLaMA sizes follow GaLore/RMNP (C4, seq 256, T5 vocab).
-const Preset kPresets[] = {
-    {"gpt2-tiny", R"({"arch":"gpt2","n_layer":4,"n_embd":128,"n_head":4,"max_seq_len":256})"},
-    {"gpt2-60m", R"({"arch":"gpt2","n_layer":8,"n_embd":512,"n_head":8,"max_seq_len":1024})"},
-    {"gpt2-124m", R"({"arch":"gpt2","n_layer":12,"n_embd":768,"n_head":12,"max_seq_len":1024})"},
-    {"gpt2-200m", R"({"arch":"gpt2","n_layer":16,"n_embd":896,"n_head":14,"max_seq_len":1024})"},
-    {"gpt2-355m", R"({"arch":"gpt2","n_layer":24,"n_embd":1024,"n_head":16,"max_seq_len":1024})"},
-    {"gpt2-500m", R"({"arch":"gpt2","n_layer":28,"n_embd":1152,"n_head":18,"max_seq_len":1024})"},
-    {"gpt2-774m", R"({"arch":"gpt2","n_layer":36,"n_embd":1280,"n_head":20,"max_seq_len":1024})"},
-    {"gpt2-1.3b", R"({"arch":"gpt2","n_layer":24,"n_embd":2048,"n_head":16,"max_seq_len":1024})"},
-    {"gpt2-1.5b", R"({"arch":"gpt2","n_layer":48,"n_embd":1600,"n_head":25,"max_seq_len":1024})"},
-    {"llama-tiny", R"({"arch":"llama","n_layer":4,"n_embd":128,"n_head":4,"n_kv_head":2,"max_seq_len":256,"intermediate_size":352})"},
-    {"llama-60m", R"({"arch":"llama","n_layer":8,"n_embd":512,"n_head":8,"max_seq_len":1024,"intermediate_size":1376,"vocab_size":32000})"},
-    {"llama-130m", R"({"arch":"llama","n_layer":12,"n_embd":768,"n_head":12,"max_seq_len":1024,"intermediate_size":2048,"vocab_size":32000})"},
-    {"llama-350m", R"({"arch":"llama","n_layer":24,"n_embd":1024,"n_head":16,"max_seq_len":1024,"intermediate_size":2736,"vocab_size":32000})"},
-    {"llama-1b", R"({"arch":"llama","n_layer":24,"n_embd":2048,"n_head":32,"max_seq_len":1024,"intermediate_size":5461,"vocab_size":32000})"},
-};
+// A preset name is a file stem, never a path ("../x" must not reach outside the models folder).
+bool is_preset_name(const std::string& n) {
+  if (n.empty() || n[0] == '.') return false;
+  for (char c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
+  return s;
+}
+
+json parse_file(const std::string& path, const std::string& what) {
+  std::ifstream f(path);
+  if (!f) throw InputError(what + ": cannot open config file");
+  try {
+    return json::parse(f, nullptr, true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    throw InputError(what + ": invalid JSON: " + e.what());
+  }
+}
+
+// Reads `path` and everything it inherits. `chain` holds the files that led here (for messages and
+// cycle detection); each entry is the path as written relative to the working directory.
+json load_with_bases(const std::string& path, std::vector<std::string>& chain) {
+  std::error_code ec;
+  const std::string id = fs::weakly_canonical(path, ec).string();
+  for (const auto& c : chain)
+    if (fs::weakly_canonical(c, ec).string() == id)
+      throw InputError(join(chain, " -> ") + " -> " + path + ": base: inheritance cycle");
+  const std::string where = chain.empty() ? path : join(chain, " -> ") + " -> " + path;
+  json j = parse_file(path, where);
+  if (!j.is_object()) throw InputError(where + ": expected a JSON object, got " + json_brief(j));
+  json out = json::object();
+  auto it = j.find("base");
+  if (it != j.end()) {
+    const json list = it->is_array() ? *it : json::array({*it});
+    const bool ok = !list.empty() && std::all_of(list.begin(), list.end(), [](const json& b) {
+      return b.is_string() && !b.get<std::string>().empty();
+    });
+    if (!ok)
+      throw InputError(where + ": base: expected a config path or a non-empty list of paths, got " + json_brief(*it));
+    chain.push_back(path);
+    for (const auto& jb : list) {
+      const fs::path b = jb.get<std::string>();
+      const fs::path bp = b.is_absolute() ? b : (fs::path(path).parent_path() / b).lexically_normal();
+      if (!fs::is_regular_file(bp, ec))
+        throw InputError(where + ": base: cannot open " + bp.string() +
+                         " (paths are relative to the file naming them)");
+      out.merge_patch(load_with_bases(bp.string(), chain));
+    }
+    chain.pop_back();
+    j.erase(it);
+  }
+  out.merge_patch(j);  // RFC 7386: objects merge, null deletes, anything else replaces
+  return out;
+}
 
 ModelConfig parse_model(const json& jin, const std::string& file) {
   json j = jin;
@@ -51,7 +107,8 @@ ModelConfig parse_model(const json& jin, const std::string& file) {
     if (!model_preset(name, base)) {
       std::string list;
       for (const auto& n : model_preset_names()) list += (list.empty() ? "" : ", ") + n;
-      throw InputError(file + ": model.preset: unknown preset \"" + name + "\" (known: " + list + ")");
+      throw InputError(file + ": model.preset: unknown preset \"" + name + "\" (known: " + list +
+                       "; searched " + join(preset_dirs(), ", ") + ")");
     }
     for (auto it = j.begin(); it != j.end(); ++it) base[it.key()] = it.value();  // explicit wins
     j = base;
@@ -178,18 +235,33 @@ json model_to_json(const ModelConfig& m) {
 }  // namespace
 
 bool model_preset(const std::string& name, json& out) {
-  for (const auto& p : kPresets)
-    if (name == p.name) {
-      out = json::parse(p.json);
-      return true;
-    }
+  if (!is_preset_name(name)) return false;
+  std::error_code ec;
+  for (const auto& dir : preset_dirs()) {
+    const std::string p = dir + "/" + name + ".json";
+    if (!fs::is_regular_file(p, ec)) continue;
+    const json j = load_config_json(p);
+    if (!j.contains("model") || !j["model"].is_object() || j.size() != 1)
+      throw InputError(p + ": a model preset holds exactly one \"model\" object");
+    out = j["model"];
+    return true;
+  }
   return false;
 }
 
 std::vector<std::string> model_preset_names() {
-  std::vector<std::string> v;
-  for (const auto& p : kPresets) v.push_back(p.name);
-  return v;
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& dir : preset_dirs())
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().extension() == ".json" && is_preset_name(it->path().stem().string()))
+        names.insert(it->path().stem().string());
+  return {names.begin(), names.end()};
+}
+
+json load_config_json(const std::string& path) {
+  std::vector<std::string> chain;
+  return load_with_bases(path, chain);
 }
 
 void apply_override(json& j, const std::string& kv, const std::string& source) {
@@ -213,7 +285,10 @@ void apply_override(json& j, const std::string& kv, const std::string& source) {
     if (!cur->is_object())
       throw InputError("--set " + kv + ": " + done + " is not an object in " + source);
     if (i + 1 == parts.size()) {
-      (*cur)[parts[i]] = v;
+      if (v.is_null())
+        cur->erase(parts[i]);  // as in a file's merge: null removes the key, its default applies
+      else
+        (*cur)[parts[i]] = v;
     } else {
       if (!cur->contains(parts[i])) (*cur)[parts[i]] = json::object();
       cur = &(*cur)[parts[i]];
@@ -223,6 +298,8 @@ void apply_override(json& j, const std::string& kv, const std::string& source) {
 }
 
 RunConfig config_from_json(json j, const std::string& source) {
+  if (j.is_object() && j.contains("base"))
+    throw InputError(source + ": base: inheritance is resolved when a file is loaded (load_config), not here");
   JsonSection top(j, "", source);
   RunConfig c;
   c.source = source;
@@ -284,14 +361,7 @@ RunConfig config_from_json(json j, const std::string& source) {
 }
 
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream f(path);
-  if (!f) throw InputError(path + ": cannot open config file");
-  json j;
-  try {
-    j = json::parse(f, nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    throw InputError(path + ": invalid JSON: " + e.what());
-  }
+  json j = load_config_json(path);
   for (const auto& kv : overrides) apply_override(j, kv, path);
   return config_from_json(std::move(j), path);
 }

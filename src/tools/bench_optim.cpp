@@ -22,7 +22,7 @@ namespace llmtrain {
 std::vector<std::string> expand_bench_models(const std::vector<std::string>& names) {
   std::vector<std::string> out;
   for (const std::string& n : names) {
-    if (n == "table4") {
+    if (n == "timing" || n == "table4") {  // the GPT-2 shapes of the RMNP paper's Table 4 (timed in Tables 2-3)
       for (const char* p : {"gpt2-60m", "gpt2-124m", "gpt2-200m", "gpt2-355m", "gpt2-500m", "gpt2-774m", "gpt2-1.3b",
                             "gpt2-1.5b"})
         out.push_back(p);
@@ -33,7 +33,7 @@ std::vector<std::string> expand_bench_models(const std::vector<std::string>& nam
     if (!model_preset(c, j)) {
       std::string list;
       for (const auto& p : model_preset_names()) list += (list.empty() ? "" : ", ") + p;
-      throw InputError("bench optim --model: unknown model \"" + n + "\" (known: " + list + ", table4)");
+      throw InputError("bench optim --model: unknown model \"" + n + "\" (known: " + list + ", timing)");
     }
     out.push_back(c);
   }

@@ -18,6 +18,7 @@
 
 #include "config/json_section.h"
 #include "llmtrain/checkpoint.h"
+#include "llmtrain/config.h"
 #include "llmtrain/error.h"
 #include "tools/process.h"
 #include "tools/report.h"
@@ -47,6 +48,12 @@ std::string brief(const ordered_json& v) { return json_brief(json::parse(v.dump(
 
 [[noreturn]] void fail(const std::string& file, const std::string& key, const std::string& what) {
   throw InputError(file + ": " + key + ": " + what);
+}
+
+// Base paths are relative to the spec that names them, as a run config's "base" is to its file.
+std::string spec_relative(const std::string& spec, const std::string& path) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return (fs::path(spec).parent_path() / path).lexically_normal().string();
 }
 
 void check_key(const std::string& file, const std::string& where, const std::string& key) {
@@ -102,6 +109,7 @@ std::vector<SweepAxis> parse_grid(const ordered_json& j, const std::string& file
       json x = json::parse(v[i].dump());
       if (k == "base" && (!x.is_string() || x.get<std::string>().empty()))
         fail(file, w, "expected config file paths, got " + json_brief(x));
+      if (k == "base") x = spec_relative(file, x.get<std::string>());
       for (const auto& prev : ax.values)
         if (prev == x) fail(file, w, "value " + json_brief(x) + " is listed twice");
       ax.values.push_back(std::move(x));
@@ -196,7 +204,7 @@ SweepSpec parse_sweep_spec(const ordered_json& j, const std::string& file) {
   SweepSpec s;
   s.file = file;
   s.description = top.get_str("description", "");
-  s.base = top.get_str("base", "");
+  s.base = spec_relative(file, top.get_str("base", ""));
   s.out = top.get_str("out", "");
   const json* jl = top.get_raw("launch");
   top.get_raw("set");
@@ -223,7 +231,7 @@ SweepSpec parse_sweep_spec(const ordered_json& j, const std::string& file) {
       JsonSection vs(vflat, w, file);
       SweepVariant v;
       v.name = it.key();
-      v.base = vs.get_str("base", "");
+      v.base = spec_relative(file, vs.get_str("base", ""));
       vs.get_raw("set");
       vs.get_raw("grid");
       vs.finish();
@@ -401,14 +409,7 @@ void set_dotted(json& j, const std::string& key, const json& value, const std::s
 }
 
 json effective_config(const SweepRun& r) {
-  std::ifstream f(r.base);
-  if (!f) throw InputError(r.base + ": cannot open the sweep's base config");
-  json j;
-  try {
-    j = json::parse(f, nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    throw InputError(r.base + ": invalid JSON: " + e.what());
-  }
+  json j = load_config_json(r.base);  // with everything it inherits, as `llmtrain train` reads it
   for (const auto& [k, v] : r.overrides) set_dotted(j, k, v, r.base);
   return j;
 }

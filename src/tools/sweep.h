@@ -9,7 +9,7 @@
 // Spec (strict: unknown keys and wrong types are InputError naming the key):
 //   {
 //     "description": "optional text",
-//     "base": "configs/paper/gpt2-small-owt-rmnp.json",   // or a "base" axis in "grid"
+//     "base": "../gpt2-small-owt-rmnp.json",              // or a "base" axis in "grid"
 //     "out": "runs/sweep_x",
 //     "set":  {"run.steps": 2000},                         // fixed overrides, dotted keys
 //     "grid": {"optimizer.matrix.lr": [0.002, 0.004],      // axes, the first varies slowest
@@ -19,6 +19,8 @@
 //       "rmnp":  {"base": "other.json", "set": {...}}},    // and optionally its own base config
 //     "launch": {"nproc_per_node": 2, "args": ["--max-restarts", "1"]}   // optional
 //   }
+// Base paths (top level, variants, the base axis) are relative to the spec file, like a run config's
+// "base"; each base is read with everything it inherits.
 // An axis key may tie several config keys to one value: "optimizer.matrix.lr+optimizer.adamw.lr"
 // sets both (the RMNP LLaMA recipe keeps the two learning rates equal); the first names the run.
 // Expansion order: top-level axes outermost (in file order), then variants (in file order), then
