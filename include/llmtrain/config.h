@@ -88,6 +88,10 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
 RunConfig config_from_json(nlohmann::json j, const std::string& source);
 // Applies one "a.b.c=value" override to j (value parsed as JSON, else taken as a string).
 void apply_override(nlohmann::json& j, const std::string& kv, const std::string& source);
+// True if two resolved model sections (RunConfig::resolved["model"]) describe the same model. Float
+// fields compare as float32, so a section stored with widened floats (9.999999747378752e-06 for
+// 1e-5f, as checkpoints written before shortest decimals have) still matches.
+bool same_model_section(const nlohmann::json& a, const nlohmann::json& b);
 // Named model sizes ("gpt2-124m", "llama-130m", ...); returns false when unknown.
 bool model_preset(const std::string& name, nlohmann::json& out);
 std::vector<std::string> model_preset_names();

@@ -8,6 +8,7 @@
 
 #include "config/json_section.h"
 #include "llmtrain/error.h"
+#include "llmtrain/json_float.h"
 #include "llmtrain/optim.h"
 
 namespace llmtrain {
@@ -166,10 +167,10 @@ json model_to_json(const ModelConfig& m) {
               {"intermediate_size", m.intermediate_size},
               {"bias", m.bias},
               {"tie_embeddings", m.tie_embeddings},
-              {"norm_eps", m.norm_eps},
-              {"rope_theta", m.rope_theta},
+              {"norm_eps", json_float(m.norm_eps)},
+              {"rope_theta", json_float(m.rope_theta)},
               {"scale_attn_by_inverse_layer_idx", m.scale_attn_by_inverse_layer_idx},
-              {"init_std", m.init_std}};
+              {"init_std", json_float(m.init_std)}};
   // Every field is explicit, so the preset is informational; an empty one would not load back.
   if (!m.preset.empty()) j["preset"] = m.preset;
   return j;
@@ -190,6 +191,15 @@ std::vector<std::string> model_preset_names() {
   std::vector<std::string> v;
   for (const auto& p : kPresets) v.push_back(p.name);
   return v;
+}
+
+bool same_model_section(const json& a, const json& b) {
+  auto norm = [](json j) {
+    for (const char* k : {"norm_eps", "rope_theta", "init_std"})
+      if (j.is_object() && j.contains(k) && j[k].is_number()) j[k] = json_float((float)j[k].get<double>());
+    return j;
+  };
+  return norm(a) == norm(b);
 }
 
 void apply_override(json& j, const std::string& kv, const std::string& source) {
@@ -265,7 +275,7 @@ RunConfig config_from_json(json j, const std::string& source) {
                       {"seed", c.run.seed},
                       {"backend", c.run.backend},
                       {"threads", c.run.threads},
-                      {"grad_clip", c.run.grad_clip},
+                      {"grad_clip", json_float(c.run.grad_clip)},
                       {"grad_bucket_mb", c.run.grad_bucket_mb},
                       {"log_every", c.run.log_every},
                       {"eval_every", c.run.eval_every},
@@ -273,7 +283,7 @@ RunConfig config_from_json(json j, const std::string& source) {
                       {"sample_every", c.run.sample_every},
                       {"sample_tokens", c.run.sample_tokens},
                       {"sample_prompt", c.run.sample_prompt},
-                      {"sample_temperature", c.run.sample_temperature},
+                      {"sample_temperature", json_float(c.run.sample_temperature)},
                       {"checkpoint_every", c.run.checkpoint_every},
                       {"keep_last", c.run.keep_last},
                       {"diagnostics_every", c.run.diagnostics_every},
