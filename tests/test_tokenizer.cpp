@@ -436,6 +436,14 @@ TEST_CASE("tokenize: text files, separators, SentencePiece, max_docs, overwrite"
         expected_ids(gpt2(), {"First document.\nStill the first.", "Second document, gzipped."}));
   CHECK(st.shards == std::vector<std::string>{train_shard_path(o.out_dir, "data", 1)});
 
+  // Input without documents writes nothing and says so, naming the file and what was skipped.
+  TokenizeOptions e = o;
+  e.inputs = {d.file("txt/c.txt")};
+  e.out_dir = d.file("out_empty");
+  CHECK(error_of([&] { tokenize_corpus(e); }) ==
+        "tokenize: no documents found in " + d.file("txt/c.txt") + " (1 empty document(s)); no shards written");
+  CHECK(files_in(e.out_dir).empty());
+
   // Existing shards are not replaced silently.
   CHECK_THAT(error_of([&] { tokenize_corpus(o); }), Contains("--overwrite"));
   o.overwrite = true;

@@ -123,7 +123,10 @@ Command add_tokenize_command(CLI::App& app) {
             }
             std::printf("tokenize: manifest %s%s\n", st.manifest.c_str(),
                         st.resumed ? " (resumed an interrupted run)" : "");
-            if (st.train_tokens == 0) spdlog::warn("no train shard written: all documents went to the validation shard");
+            if (st.train_tokens == 0)
+              spdlog::warn("no train shard written: all {} documents ({} tokens) fit in the validation shard "
+                           "(--val-tokens {}); lower --val-tokens to leave documents for training",
+                           st.docs, st.val_tokens, t.val_tokens);
             return 0;
           }};
 }
