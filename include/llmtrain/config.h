@@ -27,6 +27,9 @@ struct ModelConfig {
   float rope_theta = 10000.f;
   bool scale_attn_by_inverse_layer_idx = false;
   float init_std = 0.02f;
+  // A Hugging Face model directory to start training from: it decides the architecture (keys the
+  // section sets must agree with its config.json) and gives the initial weights (llmtrain/hf.h).
+  std::string init_from;
 
   int head_size() const { return n_embd / n_head; }
   int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }

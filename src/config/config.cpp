@@ -8,6 +8,7 @@
 
 #include "config/json_section.h"
 #include "llmtrain/error.h"
+#include "llmtrain/hf.h"
 #include "llmtrain/json_float.h"
 #include "llmtrain/optim.h"
 
@@ -57,8 +58,12 @@ ModelConfig parse_model(const json& jin, const std::string& file) {
     for (auto it = j.begin(); it != j.end(); ++it) base[it.key()] = it.value();  // explicit wins
     j = base;
   }
+  // model.init_from: the architecture keys the section leaves out come from the HF config.json.
+  const json section = j;
+  if (j.contains("init_from")) j = hf_model_section(section, file);
   JsonSection s(j, "model", file);
   m.preset = s.get_str("preset", "");
+  m.init_from = s.get_str("init_from", "");
   m.arch = s.get_enum("arch", "gpt2", {"gpt2", "llama"});
   const bool llama = m.arch == "llama";
   m.n_layer = (int)s.get_int("n_layer", 12, 1, 1024);
@@ -101,6 +106,7 @@ ModelConfig parse_model(const json& jin, const std::string& file) {
       m.intermediate_size = 4 * m.n_embd;
     }
   }
+  if (!m.init_from.empty()) check_init_from(m, section, file);
   return m;
 }
 
@@ -173,6 +179,7 @@ json model_to_json(const ModelConfig& m) {
               {"init_std", json_float(m.init_std)}};
   // Every field is explicit, so the preset is informational; an empty one would not load back.
   if (!m.preset.empty()) j["preset"] = m.preset;
+  if (!m.init_from.empty()) j["init_from"] = m.init_from;
   return j;
 }
 
