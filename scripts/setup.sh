@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev catch2
   zlib1g-dev libzstd-dev libsentencepiece-dev sentencepiece libsnappy-dev
-  libgloo-dev python3
+  libgloo-dev python3 python3-numpy
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

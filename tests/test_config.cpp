@@ -1,13 +1,20 @@
-// Config loading: presets, inheritance through "base", defaults, --set overrides, and strict
-// validation messages that name the file and the dotted key.
+// Config loading: presets, inheritance through "base", defaults, --set overrides, strict
+// validation messages that name the file and the dotted key; float32 fields printed as shortest
+// decimals (json_float), in resolved configs and in metrics.
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <sstream>
 #include <string>
 
 #include "llmtrain/config.h"
 #include "llmtrain/error.h"
+#include "llmtrain/json_float.h"
+#include "llmtrain/metrics.h"
 #include "test_util.h"
 
 using namespace llmtrain;
@@ -281,4 +288,50 @@ TEST_CASE("model presets are the JSON files under configs/models", "[config]") {
   json m;
   CHECK_FALSE(model_preset("../models/gpt2-124m", m));  // a name, never a path
   CHECK_FALSE(model_preset("gpt5", m));
+TEST_CASE("json_float: the shortest decimal that reads back as the same float", "[config]") {
+  CHECK(json(json_float(1e-5f)).dump() == "1e-05");
+  CHECK(json(json_float(0.02f)).dump() == "0.02");
+  CHECK(json(json_float(0.1f)).dump() == "0.1");
+  CHECK(json(json_float(3e-4f)).dump() == "0.0003");
+  CHECK(json(json_float(1.0f)).dump() == "1.0");
+  CHECK(json(json_float(500000.f)).dump() == "500000.0");
+  CHECK(json((double)1e-5f).dump() == "9.999999747378752e-06");  // what json_float avoids
+  // Any finite float: what is written reads back as the same float.
+  std::mt19937 rng(7);
+  for (int i = 0; i < 200000; ++i) {
+    uint32_t bits = rng();
+    float f;
+    std::memcpy(&f, &bits, 4);
+    if (!std::isfinite(f)) continue;
+    const double d = json_float(f);
+    REQUIRE((float)d == f);
+    REQUIRE((float)json::parse(json(d).dump()).get<double>() == f);
+  }
+}
+
+TEST_CASE("resolved configs and metrics print float32 fields as shortest decimals", "[config]") {
+  RunConfig cfg = config_from_json(base(), "cfg.json");
+  const std::string dump = cfg.resolved.dump();
+  CHECK_THAT(dump, Catch::Contains("\"norm_eps\":1e-05") && Catch::Contains("\"init_std\":0.02") &&
+                       Catch::Contains("\"grad_clip\":1.0") && Catch::Contains("\"rope_theta\":10000.0"));
+  CHECK(dump.find("99999") == std::string::npos);
+  // A model section stored with widened floats (as older checkpoints have) still matches.
+  json old = cfg.resolved["model"];
+  old["norm_eps"] = (double)1e-5f;
+  old["init_std"] = (double)0.02f;
+  CHECK(old != cfg.resolved["model"]);
+  CHECK(same_model_section(old, cfg.resolved["model"]));
+  old["norm_eps"] = 1e-6;
+  CHECK_FALSE(same_model_section(old, cfg.resolved["model"]));
+
+  llmtrain::test::TempDir d("metrics");
+  {
+    MetricsWriter w(d.path, -1);
+    w.write({{"step", 1}, {"loss", 2.5}, {"lr", {{"adamw", (double)3e-4f}, {"matrix", (double)0.02f}}}});
+  }
+  std::ifstream f(d.file("metrics.jsonl"));
+  std::string line;
+  std::getline(f, line);
+  CHECK_THAT(line, Catch::Contains("\"adamw\":0.0003") && Catch::Contains("\"matrix\":0.02") &&
+                       Catch::Contains("\"loss\":2.5"));
 }

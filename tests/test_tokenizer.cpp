@@ -26,6 +26,7 @@
 #include "tools/tokenize.h"
 #include "llmtrain/tokenizer.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/unicode_tables.h"
 
 #ifndef LLMTRAIN_FIXTURES_DIR
 #define LLMTRAIN_FIXTURES_DIR "tests/fixtures"
@@ -297,6 +298,29 @@ TEST_CASE("gpt2 pre-tokenizer: corner cases of the GPT-2 regex", "[tokenizer]") 
   CHECK(pieces("x\xe2\x82") == V{"x", "\xe2\x82"});
 }
 
+// Unicode 17.0 made 4,657 code points letters or numbers that Unicode 16.0, the version tiktoken
+// classifies with, leaves as "other" (e.g. Telugu U+0C5C, Latin U+A7CE, Tulu-Tigalari digit
+// U+11DE0). Before an apostrophe the class decides the split: as "other" the apostrophe joins the
+// run ("\u0C5C'" + "s"); as a letter, "'s" would be a contraction token (338). Expected ids are
+// tiktoken 1.0.22's encode_ordinary.
+TEST_CASE("gpt2: code points new in Unicode 17 are classified as Unicode 16 (tiktoken) does", "[tokenizer]") {
+  using V = std::vector<std::string>;
+  using I = std::vector<int32_t>;
+  CHECK(std::string(unicode::kUnicodeVersion) == "16.0.0");
+  for (uint32_t cp : {0x088Fu, 0x0C5Cu, 0x0CDCu, 0xA7CEu, 0xA7F1u, 0x10940u, 0x11DE0u})
+    CHECK(unicode::char_class(cp) == unicode::kOther);
+  CHECK(unicode::char_class(0x0C58) == unicode::kLetter);   // assigned before 16.0: still a letter
+  CHECK(unicode::char_class(0x11F50) == unicode::kNumber);  // Kawi digit zero (15.0)
+  CHECK(pieces("\xe0\xb1\x9c's") == V{"\xe0\xb1\x9c'", "s"});  // U+0C5C
+  CHECK(pieces("a\xe0\xb1\x9c" "b") == V{"a", "\xe0\xb1\x9c", "b"});
+  const Tokenizer& t = gpt2();
+  CHECK(t.encode("\xe0\xb1\x9c's") == I{156, 109, 250, 6, 82});                    // U+0C5C
+  CHECK(t.encode("\xf0\x91\xb7\xa0's") == I{172, 239, 115, 254, 6, 82});          // U+11DE0
+  CHECK(t.encode("x\xe0\xb3\x9c's") == I{87, 156, 111, 250, 6, 82});               // U+0CDC
+  CHECK(t.encode(" \xea\x9f\x8e's ok") == I{220, 166, 253, 236, 6, 82, 12876});   // U+A7CE
+  CHECK(t.encode("the\xe0\xa2\x8f's") == I{1169, 156, 95, 237, 6, 82});            // U+088F
+}
+
 // ------------------------------------------------------------------ SentencePiece
 
 TEST_CASE("sentencepiece: ids equal spm_encode's; BOS/EOS conventions", "[tokenizer]") {
@@ -411,6 +435,14 @@ TEST_CASE("tokenize: text files, separators, SentencePiece, max_docs, overwrite"
   CHECK(read_shards(st.shards) ==
         expected_ids(gpt2(), {"First document.\nStill the first.", "Second document, gzipped."}));
   CHECK(st.shards == std::vector<std::string>{train_shard_path(o.out_dir, "data", 1)});
+
+  // Input without documents writes nothing and says so, naming the file and what was skipped.
+  TokenizeOptions e = o;
+  e.inputs = {d.file("txt/c.txt")};
+  e.out_dir = d.file("out_empty");
+  CHECK(error_of([&] { tokenize_corpus(e); }) ==
+        "tokenize: no documents found in " + d.file("txt/c.txt") + " (1 empty document(s)); no shards written");
+  CHECK(files_in(e.out_dir).empty());
 
   // Existing shards are not replaced silently.
   CHECK_THAT(error_of([&] { tokenize_corpus(o); }), Contains("--overwrite"));

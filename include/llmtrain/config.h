@@ -34,6 +34,9 @@ struct ModelConfig {
   float rope_theta = 10000.f;
   bool scale_attn_by_inverse_layer_idx = false;
   float init_std = 0.02f;
+  // A Hugging Face model directory to start training from: it decides the architecture (keys the
+  // section sets must agree with its config.json) and gives the initial weights (llmtrain/hf.h).
+  std::string init_from;
 
   int head_size() const { return n_embd / n_head; }
   int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
@@ -99,6 +102,10 @@ RunConfig config_from_json(nlohmann::json j, const std::string& source);
 // Applies one "a.b.c=value" override to j (value parsed as JSON, else taken as a string; null
 // removes the key).
 void apply_override(nlohmann::json& j, const std::string& kv, const std::string& source);
+// True if two resolved model sections (RunConfig::resolved["model"]) describe the same model. Float
+// fields compare as float32, so a section stored with widened floats (9.999999747378752e-06 for
+// 1e-5f, as checkpoints written before shortest decimals have) still matches.
+bool same_model_section(const nlohmann::json& a, const nlohmann::json& b);
 // Named model sizes ("gpt2-124m", "llama-130m", ...): the "model" object of configs/models/<name>.json,
 // looked up in $LLMTRAIN_CONFIG_DIR/models, the source tree's configs/models, ./configs/models.
 // Returns false when unknown; InputError when the file is broken.

@@ -17,7 +17,9 @@ class MetricsWriter {
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
-  void write(const nlohmann::json& record);  // one line, flushed
+  // One line, flushed. The values of record["lr"] (per group) are float32 learning rates and are
+  // written as their shortest decimals (llmtrain/json_float.h).
+  void write(const nlohmann::json& record);
   const std::string& path() const { return path_; }
 
  private:

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,12 +31,21 @@ class Tokenizer {
 };
 
 // "gpt2" (the bundled vocabulary in <source>/data/gpt2 or $LLMTRAIN_DATA_DIR/gpt2),
-// a directory holding encoder.json + vocab.bpe, or a SentencePiece .model file.
+// a directory holding a GPT-2 vocabulary (see Gpt2VocabFiles), or a SentencePiece .model file.
 // Throws InputError naming the spec when it cannot be loaded.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec);
 
-// GPT-2 BPE from a directory with encoder.json and vocab.bpe.
-std::unique_ptr<Tokenizer> make_gpt2_tokenizer(const std::string& dir);
+// The two files of a GPT-2 vocabulary: OpenAI's encoder.json + vocab.bpe, or the same contents
+// under Hugging Face's names vocab.json + merges.txt.
+struct Gpt2VocabFiles {
+  std::string encoder, merges;
+};
+// The GPT-2 vocabulary a tokenizer spec names: "gpt2" (the bundled one; InputError if it cannot be
+// found) or a directory holding either pair of files; nullopt for anything else.
+std::optional<Gpt2VocabFiles> gpt2_vocab_files(const std::string& spec);
+
+// GPT-2 BPE from its two files.
+std::unique_ptr<Tokenizer> make_gpt2_tokenizer(const Gpt2VocabFiles& files);
 
 struct SentencePieceOptions {
   bool add_bos = true;   // documents start with BOS (the delimiter); false: EOS is the delimiter instead

@@ -77,7 +77,9 @@ Command add_tokenize_command(CLI::App& app) {
   sub->add_option("inputs", o->t.inputs, "Input files, directories or glob patterns")->required();
   sub->add_option("--out,-o", o->t.out_dir, "Output directory (created if missing)")->required();
   sub->add_option("--name", o->t.name, "Shard name prefix")->capture_default_str();
-  sub->add_option("--tokenizer", o->t.tokenizer, "gpt2, a directory with encoder.json + vocab.bpe, or a SentencePiece .model")
+  sub->add_option("--tokenizer", o->t.tokenizer,
+                  "gpt2, a GPT-2 vocabulary directory (encoder.json + vocab.bpe, or vocab.json + merges.txt), "
+                  "or a SentencePiece .model")
       ->capture_default_str();
   sub->add_option("--format", o->t.format, "auto (by extension), text, jsonl or parquet")->capture_default_str();
   sub->add_option("--text-field", o->t.text_field, "JSON field / Parquet column with the text")->capture_default_str();
@@ -121,7 +123,10 @@ Command add_tokenize_command(CLI::App& app) {
             }
             std::printf("tokenize: manifest %s%s\n", st.manifest.c_str(),
                         st.resumed ? " (resumed an interrupted run)" : "");
-            if (st.train_tokens == 0) spdlog::warn("no train shard written: all documents went to the validation shard");
+            if (st.train_tokens == 0)
+              spdlog::warn("no train shard written: all {} documents ({} tokens) fit in the validation shard "
+                           "(--val-tokens {}); lower --val-tokens to leave documents for training",
+                           st.docs, st.val_tokens, t.val_tokens);
             return 0;
           }};
 }

@@ -13,6 +13,8 @@
 
 #include "config/json_section.h"
 #include "llmtrain/error.h"
+#include "llmtrain/hf.h"
+#include "llmtrain/json_float.h"
 #include "llmtrain/optim.h"
 
 namespace llmtrain {
@@ -113,8 +115,12 @@ ModelConfig parse_model(const json& jin, const std::string& file) {
     for (auto it = j.begin(); it != j.end(); ++it) base[it.key()] = it.value();  // explicit wins
     j = base;
   }
+  // model.init_from: the architecture keys the section leaves out come from the HF config.json.
+  const json section = j;
+  if (j.contains("init_from")) j = hf_model_section(section, file);
   JsonSection s(j, "model", file);
   m.preset = s.get_str("preset", "");
+  m.init_from = s.get_str("init_from", "");
   m.arch = s.get_enum("arch", "gpt2", {"gpt2", "llama"});
   const bool llama = m.arch == "llama";
   m.n_layer = (int)s.get_int("n_layer", 12, 1, 1024);
@@ -157,6 +163,7 @@ ModelConfig parse_model(const json& jin, const std::string& file) {
       m.intermediate_size = 4 * m.n_embd;
     }
   }
+  if (!m.init_from.empty()) check_init_from(m, section, file);
   return m;
 }
 
@@ -223,12 +230,13 @@ json model_to_json(const ModelConfig& m) {
               {"intermediate_size", m.intermediate_size},
               {"bias", m.bias},
               {"tie_embeddings", m.tie_embeddings},
-              {"norm_eps", m.norm_eps},
-              {"rope_theta", m.rope_theta},
+              {"norm_eps", json_float(m.norm_eps)},
+              {"rope_theta", json_float(m.rope_theta)},
               {"scale_attn_by_inverse_layer_idx", m.scale_attn_by_inverse_layer_idx},
-              {"init_std", m.init_std}};
+              {"init_std", json_float(m.init_std)}};
   // Every field is explicit, so the preset is informational; an empty one would not load back.
   if (!m.preset.empty()) j["preset"] = m.preset;
+  if (!m.init_from.empty()) j["init_from"] = m.init_from;
   return j;
 }
 
@@ -262,6 +270,15 @@ std::vector<std::string> model_preset_names() {
 json load_config_json(const std::string& path) {
   std::vector<std::string> chain;
   return load_with_bases(path, chain);
+}
+
+bool same_model_section(const json& a, const json& b) {
+  auto norm = [](json j) {
+    for (const char* k : {"norm_eps", "rope_theta", "init_std"})
+      if (j.is_object() && j.contains(k) && j[k].is_number()) j[k] = json_float((float)j[k].get<double>());
+    return j;
+  };
+  return norm(a) == norm(b);
 }
 
 void apply_override(json& j, const std::string& kv, const std::string& source) {
@@ -342,7 +359,7 @@ RunConfig config_from_json(json j, const std::string& source) {
                       {"seed", c.run.seed},
                       {"backend", c.run.backend},
                       {"threads", c.run.threads},
-                      {"grad_clip", c.run.grad_clip},
+                      {"grad_clip", json_float(c.run.grad_clip)},
                       {"grad_bucket_mb", c.run.grad_bucket_mb},
                       {"log_every", c.run.log_every},
                       {"eval_every", c.run.eval_every},
@@ -350,7 +367,7 @@ RunConfig config_from_json(json j, const std::string& source) {
                       {"sample_every", c.run.sample_every},
                       {"sample_tokens", c.run.sample_tokens},
                       {"sample_prompt", c.run.sample_prompt},
-                      {"sample_temperature", c.run.sample_temperature},
+                      {"sample_temperature", json_float(c.run.sample_temperature)},
                       {"checkpoint_every", c.run.checkpoint_every},
                       {"keep_last", c.run.keep_last},
                       {"diagnostics_every", c.run.diagnostics_every},

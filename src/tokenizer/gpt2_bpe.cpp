@@ -141,7 +141,7 @@ std::atomic<uint64_t> g_serial{1};
 
 class Gpt2Tokenizer final : public Tokenizer {
  public:
-  explicit Gpt2Tokenizer(const std::string& dir);
+  explicit Gpt2Tokenizer(const Gpt2VocabFiles& files);
 
   std::string name() const override { return "gpt2"; }
   int32_t vocab_size() const override { return static_cast<int32_t>(off_.size() - 1); }
@@ -302,8 +302,8 @@ class Gpt2Tokenizer final : public Tokenizer {
   int32_t eot_ = -1;
 };
 
-Gpt2Tokenizer::Gpt2Tokenizer(const std::string& dir) : serial_(g_serial.fetch_add(1)) {
-  const std::string enc_path = dir + "/encoder.json", bpe_path = dir + "/vocab.bpe";
+Gpt2Tokenizer::Gpt2Tokenizer(const Gpt2VocabFiles& files) : serial_(g_serial.fetch_add(1)) {
+  const std::string &enc_path = files.encoder, &bpe_path = files.merges;
   const std::vector<uint32_t> b2c = byte_to_code_point();
   std::vector<int> c2b(512, -1);
   for (int b = 0; b < 256; ++b) c2b[b2c[b]] = b;
@@ -395,6 +395,6 @@ Gpt2Tokenizer::Gpt2Tokenizer(const std::string& dir) : serial_(g_serial.fetch_ad
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_gpt2_tokenizer(const std::string& dir) { return std::make_unique<Gpt2Tokenizer>(dir); }
+std::unique_ptr<Tokenizer> make_gpt2_tokenizer(const Gpt2VocabFiles& files) { return std::make_unique<Gpt2Tokenizer>(files); }
 
 }  // namespace llmtrain

@@ -1,6 +1,8 @@
 // Unicode character classes for the GPT-2 pre-tokenizer: letters (\p{L}), numbers (\p{N}) and
-// White_Space (\s). The range tables are generated (scripts/gen_unicode_tables.js); char_class()
-// answers from a 64K lookup table for the Basic Multilingual Plane and by binary search above it.
+// White_Space (\s), from Unicode 16.0: the version tiktoken classifies with, so that GPT-2 ids match
+// its ids on text with characters added later. The range tables are generated
+// (scripts/gen_unicode_tables.js); char_class() answers from a 64K lookup table for the Basic
+// Multilingual Plane and by binary search above it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +13,7 @@ struct CodeRange {
   uint32_t first, last;  // inclusive
 };
 
+extern const char kUnicodeVersion[];  // "16.0.0"
 extern const CodeRange kLetterRanges[];
 extern const size_t kLetterRangeCount;
 extern const CodeRange kNumberRanges[];

@@ -1,15 +1,25 @@
-// Export to a Hugging Face model directory: config.json (GPT2Config / LlamaConfig fields) and
-// model.safetensors in HF layout: vocabulary rows trimmed to vocab_size, and GPT-2's Conv1D
-// weights (c_attn, c_proj, c_fc) transposed to [in, out] — the only tensors whose layout differs.
+// Export to a Hugging Face model directory that transformers loads as is:
+//   config.json             GPT2Config / LlamaConfig fields, bos/eos/pad ids, shortest-decimal floats
+//   generation_config.json  the same token ids
+//   model.safetensors       fp32, HF layout: vocabulary rows trimmed to vocab_size, GPT-2's Conv1D
+//                           weights transposed to [in, out], zero biases for a bias-free GPT-2 (HF
+//                           GPT-2 always has them), no lm_head when tied (HF re-ties it)
+//   tokenizer files         GPT-2 BPE: vocab.json + merges.txt; SentencePiece: tokenizer.model; both
+//                           with tokenizer_config.json (none when data.tokenizer cannot be loaded or
+//                           does not fit the model's vocabulary)
+// llmtrain/hf.h reads such a directory back (eval, generate, model.init_from).
 #pragma once
 #include <string>
 
+#include "llmtrain/config.h"
 #include "llmtrain/model.h"
 
 namespace llmtrain {
 
-void export_hf(const std::string& out_dir, const Model& model, const float* host_params);
-// True for the GPT-2 Conv1D weights that HF stores as [in, out].
-bool is_hf_conv1d(const Model& model, const ParamInfo& p);
+struct HfExportResult {
+  std::string tokenizer;  // what was written for the tokenizer ("" when nothing), for the report
+};
+
+HfExportResult export_hf(const std::string& out_dir, const RunConfig& cfg, const Model& model, const float* host_params);
 
 }  // namespace llmtrain

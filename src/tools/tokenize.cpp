@@ -1081,6 +1081,19 @@ std::string manifest_path(const std::string& out_dir, const std::string& name) {
   return out_dir + "/" + name + "_manifest.json";
 }
 
+// An input that yields no document (empty files, only empty or skipped records) writes nothing:
+// say so, naming the inputs and what was skipped, rather than leave a manifest of zero shards.
+std::string no_documents_message(const std::vector<InputFile>& files, const TokenizeStats& st, const TokenizeOptions& o) {
+  std::string names;
+  for (size_t i = 0; i < files.size() && i < 3; ++i) names += (i ? ", " : "") + files[i].path;
+  if (files.size() > 3) names += " and " + std::to_string(files.size() - 3) + " more file(s)";
+  std::string why;
+  if (st.empty_docs) why += std::to_string(st.empty_docs) + " empty document(s)";
+  if (st.bad_records) why += (why.empty() ? "" : ", ") + std::to_string(st.bad_records) + " bad record(s) skipped";
+  if (o.max_docs == 0) why += (why.empty() ? "" : ", ") + std::string("--max-docs 0");
+  return "tokenize: no documents found in " + names + (why.empty() ? "" : " (" + why + ")") + "; no shards written";
+}
+
 TokenizeStats tokenize_corpus(const TokenizeOptions& o) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
@@ -1240,6 +1253,7 @@ TokenizeStats tokenize_corpus(const TokenizeOptions& o) {
     display.done();
     st.files = pipe.files_read();
     sink.finish();
+    if (st.docs == 0) throw InputError(no_documents_message(files, st, o));
     for (size_t i = 0; i < files.size(); ++i) source_hashes.push_back(pipe.source_hash(i));
   } catch (const TokenizeInterrupted&) {
     throw;  // as if killed: finished shards and the progress file stay for a rerun

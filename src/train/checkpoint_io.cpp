@@ -119,7 +119,7 @@ TrainState load_checkpoint(const std::string& dir, const Model& model, Backend& 
     }
   }
   // The model must be the same; everything else (steps, lr, eval cadence) may change on resume.
-  if (st.contains("config") && st["config"].contains("model") && st["config"]["model"] != cfg.resolved["model"])
+  if (st.contains("config") && st["config"].contains("model") && !same_model_section(st["config"]["model"], cfg.resolved["model"]))
     throw InputError(state_path + ": checkpoint model config differs from " + cfg.source + " (model section)");
   // ZeRO-1 optimizer state is split by a plan that depends on the world size: it resumes only as it was written.
   {

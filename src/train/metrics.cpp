@@ -7,6 +7,7 @@
 
 #include "llmtrain/checkpoint.h"
 #include "llmtrain/error.h"
+#include "llmtrain/json_float.h"
 #include "util/util.h"
 
 namespace llmtrain {
@@ -40,7 +41,16 @@ MetricsWriter::~MetricsWriter() {
 }
 
 void MetricsWriter::write(const nlohmann::json& record) {
-  std::string s = record.dump();
+  std::string s;
+  if (record.contains("lr") && record["lr"].is_object()) {
+    // The learning rates are the float32 values the optimizers use: shortest decimals, not noise.
+    nlohmann::json r = record;
+    for (auto& [group, lr] : r["lr"].items())
+      if (lr.is_number_float()) lr = json_float((float)lr.get<double>());
+    s = r.dump();
+  } else {
+    s = record.dump();
+  }
   s += '\n';
   if (std::fwrite(s.data(), 1, s.size(), f_) != s.size()) throw RuntimeError(path_ + ": write failed");
   std::fflush(f_);
