@@ -16,7 +16,7 @@
 #include "llmtrain/safetensors.h"
 #include "llmtrain/tokenizer.h"
 #include "test_util.h"
-#include "train/export.h"
+#include "tools/export.h"
 
 using namespace llmtrain;
 using llmtrain::test::error_of;
