@@ -288,6 +288,8 @@ TEST_CASE("model presets are the JSON files under configs/models", "[config]") {
   json m;
   CHECK_FALSE(model_preset("../models/gpt2-124m", m));  // a name, never a path
   CHECK_FALSE(model_preset("gpt5", m));
+}
+
 TEST_CASE("json_float: the shortest decimal that reads back as the same float", "[config]") {
   CHECK(json(json_float(1e-5f)).dump() == "1e-05");
   CHECK(json(json_float(0.02f)).dump() == "0.02");
