@@ -158,8 +158,11 @@ def to_ours(name, t, arch, V, Vp):
 def make_case(binary, name, model_cfg):
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path = os.path.join(tmp, "c.json")
+        shard = os.path.join(tmp, "s_train_000001.bin")  # --dry-run checks that the data exists
+        with open(shard, "wb") as f:
+            f.write(struct.pack("<256i", 20240520, 1, 1024, *([0] * 253)) + bytes(2048))
         with open(cfg_path, "w") as f:
-            json.dump({"model": model_cfg, "data": {"train": "unused", "seq_len": T, "micro_batch": B, "delimiter": 0},
+            json.dump({"model": model_cfg, "data": {"train": shard, "seq_len": T, "micro_batch": B, "delimiter": 0},
                        "run": {"seed": 1234}}, f)
         subprocess.run([binary, "export", "--init", "--config", cfg_path, "--out", tmp + "/hf"], check=True,
                        stdout=subprocess.DEVNULL)

@@ -218,9 +218,10 @@ TEST_CASE("checkpoint save writes step dirs, updates latest and prunes to keep_l
   CHECK(slurp(d.path + "/ckpt/step_00000300/model.bin") == "second");
   CHECK(step_dirs(d.path + "/ckpt") == std::vector<std::string>{"latest", "step_00000200", "step_00000300"});
 
-  // The step just saved survives pruning even when newer ones exist (resumed from an older checkpoint).
+  // Saving an older step (a run resumed from an older checkpoint) drops the newer ones: they belong
+  // to the continuation that run abandoned, and the step just saved is the newest.
   m.save(150, writer(150));
-  CHECK(step_dirs(d.path + "/ckpt") == std::vector<std::string>{"latest", "step_00000150", "step_00000300"});
+  CHECK(step_dirs(d.path + "/ckpt") == std::vector<std::string>{"latest", "step_00000150"});
   CHECK(*m.find_latest() == d.path + "/ckpt/step_00000150");
 
   // A writer that fails leaves nothing behind and `latest` untouched; so does one that forgets state.json.
@@ -231,7 +232,7 @@ TEST_CASE("checkpoint save writes step dirs, updates latest and prunes to keep_l
                     "disk full");
   CHECK_THROWS_WITH(m.save(500, [](const std::string& dir) { std::ofstream(dir + "/model.bin") << "x"; }),
                     Contains("state.json missing"));
-  CHECK(step_dirs(d.path + "/ckpt") == std::vector<std::string>{"latest", "step_00000150", "step_00000300"});
+  CHECK(step_dirs(d.path + "/ckpt") == std::vector<std::string>{"latest", "step_00000150"});
   CHECK(slurp(d.path + "/ckpt/latest") == "step_00000150\n");
 
   CheckpointManager keep_all(d.file("all"), 0);
@@ -269,10 +270,10 @@ TEST_CASE("latest pointing to a deleted or bogus dir falls back to the newest co
   TempDir d;
   CheckpointManager m(d.path, 0);
   m.save(100, writer(100));
-  m.save(123456789, writer(123456789));  // wider than the 8-digit padding: newest by number, not by name
   m.save(99999999, writer(99999999));
-  m.save(300, writer(300));
-  fs::remove_all(d.path + "/ckpt/step_00000300");
+  m.save(123456789, writer(123456789));  // wider than the 8-digit padding: newest by number, not by name
+  m.save(200000000, writer(200000000));
+  fs::remove_all(d.path + "/ckpt/step_200000000");
   const std::string newest = d.path + "/ckpt/step_123456789";
   CHECK(*m.find_latest() == newest);
   write_file_atomic(d.path + "/ckpt/latest", "../../elsewhere\n");
@@ -292,7 +293,7 @@ TEST_CASE("resolve_resume: auto, a checkpoint dir, a run dir, and bad paths", "[
   CHECK(error_of([&] { resolve_resume(d.file("nope"), d.path); }) ==
         "--resume: " + d.file("nope") + ": no such checkpoint directory");
   fs::create_directories(d.file("empty"));
-  CHECK_THAT(error_of([&] { resolve_resume(d.file("empty"), d.path); }), Contains("not a complete checkpoint"));
+  CHECK(error_of([&] { resolve_resume(d.file("empty"), d.path); }) == "--resume: " + d.file("empty") + "/state.json: missing");
   fs::create_directories(d.file("run2/ckpt"));
   CHECK_THAT(error_of([&] { resolve_resume(d.file("run2"), d.path); }), Contains("run directory has no complete checkpoint"));
 }

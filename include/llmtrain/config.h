@@ -80,6 +80,10 @@ struct RunSection {
   int zero = 0;                 // ZeRO stage: 0 = full optimizer state on every rank, 1 = sharded
   int recompute = 0;            // activation recomputation: 0 none, 1 MLP activation, 2 also ln1/ln2
   std::string bf16_rounding = "nearest";  // CUDA bf16 weight refresh: "nearest" | "stochastic"
+  // A step whose loss or gradient norm is NaN/inf: "stop" the run (exit 1 naming the step and the
+  // first non-finite tensor) or "skip" its update, stopping after max_nonfinite_skips in a row.
+  std::string on_nonfinite = "stop";
+  int max_nonfinite_skips = 10;
 };
 
 struct RunConfig {

@@ -11,6 +11,7 @@
 // role no other group claims. Every parameter must land in exactly one group.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -97,6 +98,11 @@ std::vector<GroupConfig> parse_optimizer_config(const nlohmann::json& optimizer,
 std::vector<std::vector<ParamRef>> assign_groups(const std::vector<GroupConfig>& groups,
                                                  const std::vector<ParamRef>& all);
 
+// The input activations [rows, info.cols()] that multiplied matrix `info` in the last forward, as
+// host memory valid until the next forward; nullptr when there are none (not a matrix). The trainer
+// answers from Backend::matrix_input().
+using InputSource = std::function<const float*(const ParamInfo& info, int64_t* rows)>;
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -109,8 +115,20 @@ class Optimizer {
   // Small scalar state (counters, RNG) as JSON, saved in state.json; restored before the next step.
   virtual nlohmann::json scalar_state() const { return nlohmann::json::object(); }
   virtual void load_scalar_state(const nlohmann::json& j) {}
-  // Newton-Muon: whether the coming update `step` needs the input activations of each matrix;
-  // the trainer then calls observe_inputs(info, z [rows, cols], rows, cols) once per matrix.
+  // Called right before step(params, lr, step), after the step's last forward and backward: the
+  // place for statistics of the forward (Newton-Muon's input second moments). `inputs` fetches the
+  // input activations of a matrix. The default feeds observe_inputs() with every matrix of `params`
+  // on the steps wants_inputs() names.
+  virtual void before_step(const std::vector<ParamRef>& params, const InputSource& inputs, int64_t step) {
+    if (!wants_inputs(step)) return;
+    for (const auto& r : params) {
+      int64_t rows = 0;
+      const float* z = inputs(*r.info, &rows);
+      if (z) observe_inputs(*r.info, z, rows, r.info->cols());
+    }
+  }
+  // Newton-Muon: whether update `step` needs the input activations of each matrix, and one
+  // matrix's activations z [rows, cols] (what the default before_step() hands over).
   virtual bool wants_inputs(int64_t step) const { return false; }
   virtual void observe_inputs(const ParamInfo& info, const float* z, int64_t rows, int64_t cols) {}
   // Diagnostics (diagonal-dominance ratios) computed from the current momentum; null if none.

@@ -24,10 +24,20 @@ namespace fs = std::filesystem;
 namespace llmtrain::cli {
 namespace {
 
-// A checkpoint step dir, or a run dir whose latest complete checkpoint is taken.
+// A checkpoint step dir (checksums verified), or a run dir whose newest intact checkpoint is taken
+// (each newer damaged one named on stderr).
 std::string resolve_checkpoint_arg(const std::string& arg) {
-  if (fs::exists(fs::path(arg) / "state.json")) return arg;
-  if (auto d = resolve_resume("auto", arg)) return *d;
+  std::error_code ec;
+  if (fs::exists(fs::path(arg) / "state.json", ec)) {
+    const std::string problem = checkpoint_problem(arg, /*checksums=*/true);
+    if (!problem.empty()) throw InputError(problem);
+    return arg;
+  }
+  std::vector<std::string> skipped;
+  const auto d = CheckpointManager(arg, 0).find_latest(/*verify=*/true, &skipped);
+  for (const auto& s : skipped) std::fprintf(stderr, "llmtrain: skipping a damaged checkpoint: %s\n", s.c_str());
+  if (d) return *d;
+  if (!skipped.empty()) throw InputError(arg + ": no intact checkpoint; the newest: " + skipped.front());
   throw InputError(arg + ": not a checkpoint directory (no state.json), a run directory with checkpoints, "
                    "nor a Hugging Face model directory (config.json + model.safetensors)");
 }

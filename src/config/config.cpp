@@ -214,6 +214,8 @@ RunSection parse_run(const json& j, const std::string& file) {
   r.zero = (int)s.get_int("zero", 0, 0, 1);
   r.recompute = (int)s.get_int("recompute", 0, 0, 2);
   r.bf16_rounding = s.get_enum("bf16_rounding", "nearest", {"nearest", "stochastic"});
+  r.on_nonfinite = s.get_enum("on_nonfinite", "stop", {"stop", "skip"});
+  r.max_nonfinite_skips = (int)s.get_int("max_nonfinite_skips", 10, 1, 1 << 30);
   s.finish();
   return r;
 }
@@ -373,7 +375,9 @@ RunConfig config_from_json(json j, const std::string& source) {
                       {"diagnostics_every", c.run.diagnostics_every},
                       {"zero", c.run.zero},
                       {"recompute", c.run.recompute},
-                      {"bf16_rounding", c.run.bf16_rounding}}}};
+                      {"bf16_rounding", c.run.bf16_rounding},
+                      {"on_nonfinite", c.run.on_nonfinite},
+                      {"max_nonfinite_skips", c.run.max_nonfinite_skips}}}};
   return c;
 }
 

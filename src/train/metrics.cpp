@@ -1,6 +1,12 @@
-// metrics.jsonl writer with resume truncation, and small console formatting helpers.
+// metrics.jsonl writer with resume truncation and checked writes, and small console formatting
+// helpers.
 #include "llmtrain/metrics.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,35 +18,38 @@
 
 namespace llmtrain {
 
-MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_step) {
+MetricsWriter::MetricsWriter(const std::string& run_dir, std::optional<int64_t> resumed_at) {
   path_ = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
-  if (keep_through_step >= 0 && std::filesystem::exists(path_)) {
+  if (resumed_at && *resumed_at < 0)
+    throw RuntimeError(path_ + ": cannot resume metrics at step " + std::to_string(*resumed_at));
+  std::ostringstream kept;
+  if (resumed_at) {
     std::ifstream in(path_);
-    std::ostringstream kept;
     std::string line;
-    while (std::getline(in, line)) {
+    while (in && std::getline(in, line)) {
       if (line.empty()) continue;
       try {
         auto j = nlohmann::json::parse(line);
-        if (j.contains("step") && j["step"].get<int64_t>() > keep_through_step) continue;
+        if (j.contains("step") && j["step"].get<int64_t>() > *resumed_at) continue;
       } catch (const nlohmann::json::exception&) {
         continue;  // a line torn by a crash mid-write
       }
       kept << line << '\n';
     }
-    write_file_atomic(path_, kept.str());
-  } else if (keep_through_step < 0) {
-    std::filesystem::remove(path_);
   }
-  f_ = std::fopen(path_.c_str(), "a");
-  if (!f_) throw RuntimeError(path_ + ": cannot open for writing");
+  // Replaced by rename (a symlink at the name is replaced, not followed), then appended to.
+  write_file_atomic(path_, kept.str());
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+  if (fd_ < 0) throw RuntimeError(path_ + ": cannot open for writing: " + std::strerror(errno));
+  bytes_ = kept.str().size();
 }
 
 MetricsWriter::~MetricsWriter() {
-  if (f_) std::fclose(f_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void MetricsWriter::write(const nlohmann::json& record) {
+  if (fd_ < 0) throw RuntimeError(path_ + ": write after close");
   std::string s;
   if (record.contains("lr") && record["lr"].is_object()) {
     // The learning rates are the float32 values the optimizers use: shortest decimals, not noise.
@@ -52,8 +61,32 @@ void MetricsWriter::write(const nlohmann::json& record) {
     s = record.dump();
   }
   s += '\n';
-  if (std::fwrite(s.data(), 1, s.size(), f_) != s.size()) throw RuntimeError(path_ + ": write failed");
-  std::fflush(f_);
+  size_t done = 0;
+  while (done < s.size()) {
+    ssize_t w = ::write(fd_, s.data() + done, s.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      const std::string e = w < 0 ? std::strerror(errno) : "no progress";
+      // Cut the part of the line that made it, so the file still ends with a complete line.
+      (void)!::ftruncate(fd_, (off_t)bytes_);
+      throw RuntimeError(path_ + ": write failed at step " + record.value("step", nlohmann::json()).dump() + ": " + e);
+    }
+    done += (size_t)w;
+  }
+  bytes_ += s.size();
+}
+
+void MetricsWriter::sync() {
+  if (fd_ >= 0 && ::fsync(fd_) != 0 && errno != EINVAL)
+    throw RuntimeError(path_ + ": fsync failed: " + std::strerror(errno));
+}
+
+void MetricsWriter::close() {
+  if (fd_ < 0) return;
+  sync();
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) throw RuntimeError(path_ + ": close failed: " + std::strerror(errno));
 }
 
 double mfu(double flops_per_token, double tokens, double seconds, double peak_flops) {

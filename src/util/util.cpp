@@ -34,7 +34,10 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   const fs::path p(path);
   const fs::path tmp = p.parent_path() / ("." + p.filename().string() + ".tmp." + std::to_string(::getpid()));
   const std::string tmp_s = tmp.string();
-  int fd = ::open(tmp_s.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A leftover of a dead process with the same pid goes first; O_EXCL then refuses anything that
+  // reappears there (a symlink included) instead of writing through it.
+  ::unlink(tmp_s.c_str());
+  int fd = ::open(tmp_s.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) throw RuntimeError(tmp_s + ": cannot create: " + std::strerror(errno));
   size_t done = 0;
   while (done < content.size()) {

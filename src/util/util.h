@@ -6,8 +6,9 @@
 namespace llmtrain {
 
 // Writes `content` to `path` via a temp file in the same directory: write, fsync, rename, fsync the
-// directory. Readers see either the old or the new content, never a torn file. RuntimeError naming
-// the file on any failure (the temp file is removed).
+// directory. Readers see either the old or the new content, never a torn file. The temp file is
+// created exclusively and the rename replaces `path` itself, so a symlink at either name is never
+// written through. RuntimeError naming the file on any failed call (the temp file is removed).
 void write_file_atomic(const std::string& path, const std::string& content);
 
 // Durability helpers shared by the shard and safetensors writers. RuntimeError naming the path.
