@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "test_util.h"
+#include "util/util.h"
 #include "llmtrain/backend.h"
 #include "llmtrain/checkpoint.h"
 #include "llmtrain/config.h"
