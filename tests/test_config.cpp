@@ -328,7 +328,7 @@ TEST_CASE("resolved configs and metrics print float32 fields as shortest decimal
 
   llmtrain::test::TempDir d("metrics");
   {
-    MetricsWriter w(d.path, -1);
+    MetricsWriter w(d.path, std::nullopt);
     w.write({{"step", 1}, {"loss", 2.5}, {"lr", {{"adamw", (double)3e-4f}, {"matrix", (double)0.02f}}}});
   }
   std::ifstream f(d.file("metrics.jsonl"));
